@@ -1,0 +1,8 @@
+//! berth engine: an LXD-compatible instance manager.
+//!
+//! Module map:
+//! - `config`: the validation catalogue (key tables, device rules, names, cpusets, idmaps).
+//! - `filter`: LXD's `?filter=` language.
+
+pub mod config;
+pub mod filter;

@@ -1,0 +1,1 @@
+//! berth plugin SDK (see README).
