@@ -1,1 +1,123 @@
-fn main() {}
+//! `berthd`: the daemon and its small client subcommands.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use berth_engine::{api, client, daemon::Daemon, events::EventHub};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser)]
+#[command(name = "berthd", version, about = "berth: an LXD-compatible instance manager with WebAssembly plugins")]
+struct Cli {
+    /// Data directory (database, pools, unix socket).
+    #[arg(long, env = "BERTH_DIR", default_value = "/var/lib/berth", global = true)]
+    data_dir: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `berth_engine=debug`.
+    #[arg(long, env = "BERTH_LOG", default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Wait until the daemon answers on its socket.
+    Waitready {
+        /// Seconds to wait before failing.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Ask the running daemon to shut down cleanly.
+    Shutdown,
+}
+
+fn init_logging(format: LogFormat, level: &str, hub: &EventHub) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).context("invalid --log-level")?;
+    let events = berth_engine::events::LoggingLayer::new(hub.clone());
+    let registry = tracing_subscriber::registry().with(filter).with(events);
+    match format {
+        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init(),
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init(),
+    }
+    Ok(())
+}
+
+async fn run_daemon(cli: &Cli) -> anyhow::Result<()> {
+    let hub = EventHub::new();
+    init_logging(cli.log_format, &cli.log_level, &hub)?;
+    let started = Instant::now();
+    let d = cli.data_dir.clone();
+    let h = hub.clone();
+    let daemon = tokio::task::spawn_blocking(move || Daemon::open(&d, h)).await??;
+    let daemon = Arc::new(daemon);
+    let socket = cli.data_dir.join("unix.socket");
+    let listener = api::listener::bind_unix(&socket)?;
+    tracing::info!(socket = %socket.display(), ms = started.elapsed().as_millis(), "berthd ready");
+    let server = tokio::spawn(api::listener::serve_unix(daemon.clone(), listener));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut shutdown = daemon.shutdown_signal();
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = shutdown.changed() => tracing::info!("shutdown requested"),
+    }
+    daemon.request_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+async fn waitready(cli: &Cli, timeout: u64) -> anyhow::Result<()> {
+    let socket = cli.data_dir.join("unix.socket");
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        if let Ok((200, _)) = client::request(&socket, hyper::Method::GET, "/1.0", None).await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("berthd did not answer on {} within {timeout}s", socket.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn shutdown(cli: &Cli) -> anyhow::Result<()> {
+    let socket = cli.data_dir.join("unix.socket");
+    let (status, body) = client::request(&socket, hyper::Method::PUT, "/internal/shutdown", None).await?;
+    if status != 200 {
+        bail!("shutdown refused: {}", body["error"]);
+    }
+    // Wait for the socket to go away.
+    for _ in 0..500 {
+        if !socket.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("berthd did not stop within 10s")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        match &cli.command {
+            None => run_daemon(&cli).await,
+            Some(Command::Waitready { timeout }) => waitready(&cli, *timeout).await,
+            Some(Command::Shutdown) => shutdown(&cli).await,
+        }
+    })
+}

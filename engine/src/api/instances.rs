@@ -1,0 +1,311 @@
+//! `/1.0/instances`: list with recursion and filters, create, get (InstanceFull), put,
+//! patch, rename, delete, state, and the empty snapshot/backup/log lists.
+
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::projects::blocking;
+use super::{etag_of, Ctx, Reply};
+use crate::config::{Devices, InstanceType};
+use crate::daemon::{InstanceCreate, InstanceUpdate, Model};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::model::{rfc3339nano, ConfigMap, InstanceRecord};
+use crate::operations::OpSpec;
+
+#[derive(Deserialize, Default)]
+struct Source {
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct InstancesPost {
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    instance_type: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    config: Option<ConfigMap>,
+    #[serde(default)]
+    devices: Option<Devices>,
+    #[serde(default)]
+    profiles: Option<Vec<String>>,
+    #[serde(default)]
+    ephemeral: bool,
+    #[serde(default)]
+    stateful: bool,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    source: Option<Source>,
+}
+
+#[derive(Deserialize)]
+struct InstancePut {
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    config: Option<ConfigMap>,
+    #[serde(default)]
+    devices: Option<Devices>,
+    #[serde(default)]
+    ephemeral: Option<bool>,
+    #[serde(default)]
+    profiles: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    restore: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    stateful: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct InstanceRename {
+    name: String,
+    #[serde(default)]
+    migration: bool,
+}
+
+fn parse_type(t: &str) -> Result<InstanceType> {
+    match t {
+        "" | "container" => Ok(InstanceType::Container),
+        "virtual-machine" => Ok(InstanceType::VirtualMachine),
+        other => Err(Error::bad(format!("Unknown instance type \"{other}\""))),
+    }
+}
+
+fn type_name(t: InstanceType) -> &'static str {
+    match t {
+        InstanceType::VirtualMachine => "virtual-machine",
+        _ => "container",
+    }
+}
+
+/// The stopped-instance state (drivers fill in the rest for running ones).
+fn render_state(m: &Model, i: &InstanceRecord) -> Value {
+    let p = m.power(&i.project, &i.name);
+    json!({
+        "status": p.name(), "status_code": p.code(),
+        "disk": {}, "memory": {"usage": 0, "usage_peak": 0, "swap_usage": 0, "swap_usage_peak": 0},
+        "network": null, "pid": 0, "processes": 0, "cpu": {"usage": 0},
+    })
+}
+
+/// api.Instance (recursion 1) or api.InstanceFull (recursion 2).
+pub fn render_instance(m: &Model, i: &InstanceRecord, full: bool) -> Value {
+    let (ec, ed) = m.expand(i).unwrap_or_else(|_| (i.config.clone(), i.devices.clone()));
+    let p = m.power(&i.project, &i.name);
+    let mut v = json!({
+        "architecture": i.architecture,
+        "config": i.config,
+        "devices": i.devices,
+        "ephemeral": i.ephemeral,
+        "profiles": i.profiles,
+        "stateful": i.stateful,
+        "description": i.description,
+        "created_at": rfc3339nano(&i.created_at),
+        "expanded_config": ec,
+        "expanded_devices": ed,
+        "name": i.name,
+        "status": p.name(),
+        "status_code": p.code(),
+        "last_used_at": rfc3339nano(&i.last_used_at),
+        "location": "none",
+        "type": type_name(i.instance_type),
+        "project": i.project,
+    });
+    if full {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("state".into(), render_state(m, i));
+            o.insert("snapshots".into(), Value::Null);
+            o.insert("backups".into(), Value::Null);
+        }
+    }
+    v
+}
+
+fn instance_etag(i: &InstanceRecord) -> String {
+    etag_of(&json!([i.architecture, i.config, i.devices, i.ephemeral, i.profiles, i.description]))
+}
+
+fn get_record(ctx: &Ctx, name: &str) -> Result<InstanceRecord> {
+    ctx.daemon
+        .model()
+        .instance(ctx.project(), name)
+        .cloned()
+        .ok_or_else(|| Error::not_found("Instance not found"))
+}
+
+/// Routes `/1.0/instances/...`.
+pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
+    let project = ctx.project().to_string();
+    if !ctx.query_bool("all-projects") {
+        ctx.daemon.require_project(&project)?;
+    }
+    match (ctx.method.clone(), rest) {
+        (Method::GET, []) => list(&ctx),
+        (Method::POST, []) => create(ctx).await,
+        (Method::GET, [name]) => {
+            let m = ctx.daemon.model();
+            let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
+            Ok(Reply::SyncEtag(render_instance(&m, i, ctx.recursion() > 0), instance_etag(i)))
+        }
+        (Method::PUT | Method::PATCH, [name]) => update(ctx, name).await,
+        (Method::DELETE, [name]) => {
+            let d = ctx.daemon.clone();
+            let (p, n) = (project.clone(), name.to_string());
+            blocking(move || d.delete_instance(&p, &n)).await?;
+            let spec = OpSpec::task("Deleting instance", &project, "instances", vec![Model::instance_url(&project, name)]);
+            Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
+        }
+        (Method::POST, [name]) => rename(ctx, name).await,
+        (Method::GET, [name, "state"]) => {
+            let m = ctx.daemon.model();
+            let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
+            Ok(Reply::Sync(render_state(&m, i)))
+        }
+        (Method::PUT, [name, "state"]) => {
+            get_record(&ctx, name)?;
+            Err(Error::NotOperational(
+                "Instance driver is not operational on this server: no container or VM driver is built in yet".into(),
+            ))
+        }
+        (Method::GET, [name, "snapshots" | "backups" | "logs"]) => {
+            get_record(&ctx, name)?;
+            Ok(Reply::Sync(json!([])))
+        }
+        (_, [] | [_] | [_, "state"]) => Err(Error::NotImplemented),
+        _ => Err(Error::not_found("not found")),
+    }
+}
+
+fn list(ctx: &Ctx) -> Result<Reply> {
+    let filter = match ctx.query.get("filter").filter(|f| !f.trim().is_empty()) {
+        Some(f) => Some(Filter::parse(f)?),
+        None => None,
+    };
+    let type_filter = match ctx.query.get("instance-type").filter(|t| !t.is_empty()) {
+        Some(t) => Some(parse_type(t)?),
+        None => None,
+    };
+    let all = ctx.query_bool("all-projects");
+    let project = ctx.project();
+    let recursion = ctx.recursion();
+    let m = ctx.daemon.model();
+    let mut out = Vec::new();
+    for i in m.instances.values() {
+        if (!all && i.project != project) || type_filter.is_some_and(|t| t != i.instance_type) {
+            continue;
+        }
+        let rendered = if recursion > 0 || filter.is_some() { Some(render_instance(&m, i, recursion > 1)) } else { None };
+        if let (Some(f), Some(r)) = (&filter, &rendered) {
+            if !f.matches(r) {
+                continue;
+            }
+        }
+        match (recursion, rendered) {
+            (0, _) | (_, None) => out.push(json!(Model::instance_url(&i.project, &i.name))),
+            (_, Some(r)) => out.push(r),
+        }
+    }
+    Ok(Reply::Sync(Value::Array(out)))
+}
+
+async fn create(mut ctx: Ctx) -> Result<Reply> {
+    let project = ctx.project().to_string();
+    let req: InstancesPost = ctx.json().await?;
+    let source = req.source.unwrap_or_default();
+    match source.kind.as_str() {
+        "" | "none" => {}
+        "image" | "copy" | "migration" | "backup" => {
+            return Err(Error::Unsupported(format!(
+                "Source type \"{}\" is not supported yet (storage is not built in)",
+                source.kind
+            )))
+        }
+        other => return Err(Error::bad(format!("Unknown source type \"{other}\""))),
+    }
+    let mut config = req.config.unwrap_or_default();
+    if !req.instance_type.is_empty() {
+        for (k, v) in crate::daemon::instance_type_limits(&req.instance_type)? {
+            config.entry(k).or_insert(v);
+        }
+    }
+    let create = InstanceCreate {
+        name: Some(req.name).filter(|n| !n.is_empty()),
+        instance_type: parse_type(&req.kind)?,
+        architecture: Some(req.architecture).filter(|a| !a.is_empty()),
+        config,
+        devices: req.devices.unwrap_or_default(),
+        profiles: req.profiles,
+        ephemeral: req.ephemeral,
+        stateful: req.stateful,
+        description: req.description,
+    };
+    let d = ctx.daemon.clone();
+    let p = project.clone();
+    let name = blocking(move || d.create_instance(&p, create)).await?;
+    let url = Model::instance_url(&project, &name);
+    let spec = OpSpec::task("Creating instance", &project, "instances", vec![url]);
+    Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
+}
+
+async fn update(mut ctx: Ctx, name: &str) -> Result<Reply> {
+    let project = ctx.project().to_string();
+    let current = get_record(&ctx, name)?;
+    ctx.check_etag(&instance_etag(&current))?;
+    let req: InstancePut = ctx.json().await?;
+    if let Some(r) = req.restore.filter(|r| !r.is_empty()) {
+        return Err(Error::not_found(format!("Snapshot \"{r}\" not found")));
+    }
+    let upd = if ctx.method == Method::PATCH {
+        let mut config = current.config.clone();
+        config.extend(req.config.unwrap_or_default());
+        let mut devices = current.devices.clone();
+        devices.extend(req.devices.unwrap_or_default());
+        InstanceUpdate {
+            architecture: req.architecture,
+            config,
+            devices,
+            profiles: req.profiles.unwrap_or(current.profiles.clone()),
+            ephemeral: req.ephemeral.unwrap_or(current.ephemeral),
+            description: req.description.unwrap_or(current.description.clone()),
+        }
+    } else {
+        InstanceUpdate {
+            architecture: req.architecture,
+            config: req.config.unwrap_or_default(),
+            devices: req.devices.unwrap_or_default(),
+            profiles: req.profiles.unwrap_or_default(),
+            ephemeral: req.ephemeral.unwrap_or(false),
+            description: req.description.unwrap_or_default(),
+        }
+    };
+    let d = ctx.daemon.clone();
+    let (p, n) = (project.clone(), name.to_string());
+    blocking(move || d.update_instance(&p, &n, upd)).await?;
+    let spec = OpSpec::task("Updating instance", &project, "instances", vec![Model::instance_url(&project, name)]);
+    Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
+}
+
+async fn rename(mut ctx: Ctx, name: &str) -> Result<Reply> {
+    let project = ctx.project().to_string();
+    get_record(&ctx, name)?;
+    let req: InstanceRename = ctx.json().await?;
+    if req.migration {
+        return Err(Error::Unsupported("Migration is not supported".into()));
+    }
+    let d = ctx.daemon.clone();
+    let (p, n, new) = (project.clone(), name.to_string(), req.name.clone());
+    blocking(move || d.rename_instance(&p, &n, &new)).await?;
+    let spec = OpSpec::task("Renaming instance", &project, "instances", vec![Model::instance_url(&project, &req.name)]);
+    Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
+}

@@ -1,0 +1,228 @@
+//! The daemon's shared state and its high-level operations on records.
+//!
+//! Reads come from an in-memory copy of the database ([`Model`]) behind a `RwLock`, which
+//! is what makes listing fast. Every mutation takes the write mutex, validates against the
+//! model, commits one redb transaction, and only then updates the model, so the model never
+//! holds anything that is not durable.
+
+mod instances;
+mod profiles;
+mod projects;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use crate::config::{self, ConfigLevel};
+use crate::db::{tables, Db, WriteTx};
+use crate::error::{Error, Result};
+use crate::events::EventHub;
+use crate::model::{scoped_key, ConfigMap, InstanceRecord, Profile, Project};
+use crate::operations::Operations;
+
+pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
+
+/// Runtime status of an instance, as LXD reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerState {
+    Stopped,
+    Running,
+    Frozen,
+    Error,
+}
+
+impl PowerState {
+    /// `status` string.
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerState::Stopped => "Stopped",
+            PowerState::Running => "Running",
+            PowerState::Frozen => "Frozen",
+            PowerState::Error => "Error",
+        }
+    }
+
+    /// `status_code`.
+    pub fn code(self) -> u16 {
+        match self {
+            PowerState::Stopped => 102,
+            PowerState::Running => 103,
+            PowerState::Frozen => 110,
+            PowerState::Error => 112,
+        }
+    }
+}
+
+/// The in-memory copy of the database.
+#[derive(Debug, Default, Clone)]
+pub struct Model {
+    pub server: ConfigMap,
+    pub projects: BTreeMap<String, Project>,
+    /// By `project/name`.
+    pub profiles: BTreeMap<String, Profile>,
+    /// By `project/name`.
+    pub instances: BTreeMap<String, InstanceRecord>,
+    /// Runtime status by `project/name`; absent means stopped.
+    pub power: HashMap<String, PowerState>,
+}
+
+impl Model {
+    /// The project whose profiles `project` uses.
+    pub fn profile_project<'a>(&self, project: &'a str) -> &'a str {
+        match self.projects.get(project) {
+            Some(p) if p.has_own_profiles() => project,
+            _ => "default",
+        }
+    }
+
+    /// A profile as seen from `project`.
+    pub fn profile(&self, project: &str, name: &str) -> Option<&Profile> {
+        self.profiles.get(&scoped_key(self.profile_project(project), name))
+    }
+
+    /// An instance.
+    pub fn instance(&self, project: &str, name: &str) -> Option<&InstanceRecord> {
+        self.instances.get(&scoped_key(project, name))
+    }
+
+    /// The power state of an instance.
+    pub fn power(&self, project: &str, name: &str) -> PowerState {
+        self.power.get(&scoped_key(project, name)).copied().unwrap_or(PowerState::Stopped)
+    }
+
+    /// The expanded config and devices of an instance record.
+    pub fn expand(&self, inst: &InstanceRecord) -> Result<(ConfigMap, config::Devices)> {
+        let mut profs = Vec::with_capacity(inst.profiles.len());
+        for p in &inst.profiles {
+            let prof = self
+                .profile(&inst.project, p)
+                .ok_or_else(|| Error::bad(format!("Requested profile \"{p}\" doesn't exist")))?;
+            profs.push(prof);
+        }
+        Ok(crate::model::expand(&profs, &inst.config, &inst.devices))
+    }
+
+    /// Validates an instance record's own and expanded config and devices.
+    pub fn validate_instance(&self, inst: &InstanceRecord) -> Result<()> {
+        config::validate_instance_config(&inst.config, inst.instance_type, ConfigLevel::Instance)?;
+        config::validate_devices(&inst.devices, inst.instance_type, ConfigLevel::Instance)?;
+        let (ec, ed) = self.expand(inst)?;
+        config::validate_instance_config(&ec, inst.instance_type, ConfigLevel::Expanded)?;
+        config::validate_devices(&ed, inst.instance_type, ConfigLevel::Expanded)?;
+        Ok(())
+    }
+
+    /// URL of an instance, with `?project=` outside the default project.
+    pub fn instance_url(project: &str, name: &str) -> String {
+        with_project(format!("/1.0/instances/{name}"), project)
+    }
+}
+
+/// Appends `?project=` for non-default projects, as LXD's `used_by` does.
+pub fn with_project(url: String, project: &str) -> String {
+    if project == "default" {
+        url
+    } else {
+        format!("{url}?project={project}")
+    }
+}
+
+/// The daemon.
+pub struct Daemon {
+    pub data_dir: PathBuf,
+    pub db: Db,
+    model: RwLock<Model>,
+    write: Mutex<()>,
+    pub events: EventHub,
+    pub ops: Operations,
+    pub started: std::time::Instant,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// A mutation in progress: holds the write mutex and a view of the model.
+pub struct Txn<'a> {
+    daemon: &'a Daemon,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl Txn<'_> {
+    /// The model as it is now (no other writer can change it while the Txn lives).
+    pub fn model(&self) -> RwLockReadGuard<'_, Model> {
+        self.daemon.model()
+    }
+
+    /// Commits `db` changes in one redb transaction, then applies `apply` to the model.
+    pub fn commit<R>(
+        &self,
+        db: impl FnOnce(&WriteTx<'_>) -> std::result::Result<(), crate::db::DbError>,
+        apply: impl FnOnce(&mut Model) -> R,
+    ) -> Result<R> {
+        self.daemon.db.write(db)?;
+        let mut m = self.daemon.model.write().unwrap_or_else(|p| p.into_inner());
+        Ok(apply(&mut m))
+    }
+}
+
+impl Daemon {
+    /// Opens the database under `data_dir` and loads it.
+    pub fn open(data_dir: &Path, events: EventHub) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::internal(format!("creating {}: {e}", data_dir.display())))?;
+        let db = Db::open(&data_dir.join("berth.redb"))?;
+        let mut model = Model {
+            server: db.get(&tables::SERVER, "config")?.unwrap_or_default(),
+            ..Model::default()
+        };
+        model.projects = db.all(&tables::PROJECTS)?.into_iter().collect();
+        model.profiles = db.all(&tables::PROFILES)?.into_iter().collect();
+        model.instances = db.all(&tables::INSTANCES)?.into_iter().collect();
+        Ok(Daemon {
+            data_dir: data_dir.to_path_buf(),
+            db,
+            model: RwLock::new(model),
+            write: Mutex::new(()),
+            ops: Operations::new(events.clone()),
+            events,
+            started: std::time::Instant::now(),
+            shutdown: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Asks the daemon to shut down gracefully.
+    pub fn request_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A receiver that changes when shutdown is requested.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// A read view of the model.
+    pub fn model(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a mutation.
+    pub fn txn(&self) -> Txn<'_> {
+        Txn { daemon: self, _guard: self.write.lock().unwrap_or_else(|p| p.into_inner()) }
+    }
+
+    /// Checks that a project exists.
+    pub fn require_project(&self, project: &str) -> Result<()> {
+        if self.model().projects.contains_key(project) {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("Project \"{project}\" not found")))
+        }
+    }
+
+    /// Replaces the server config (`PUT /1.0`), validated.
+    pub fn set_server_config(&self, config: ConfigMap) -> Result<()> {
+        config::validate_server_config(&config)?;
+        let tx = self.txn();
+        tx.commit(|db| db.put(&tables::SERVER, "config", &config), |m| m.server = config.clone())?;
+        self.events.lifecycle("default", "config-updated", "/1.0", serde_json::json!({}));
+        Ok(())
+    }
+}
