@@ -15,6 +15,8 @@ pub struct DeviceCtx<'a> {
     pub config: &'a BTreeMap<String, String>,
     /// The instance type (`Any` for profiles).
     pub ty: InstanceType,
+    /// The resolved `nictype`/`gputype` (also when it came from a managed network).
+    pub subtype: &'a str,
 }
 
 impl DeviceCtx<'_> {
@@ -34,6 +36,9 @@ pub fn is_root_disk(config: &BTreeMap<String, String>) -> bool {
         && config.get("path").map(String::as_str) == Some("/")
         && config.get("source").is_none_or(|s| s.is_empty())
 }
+
+/// The special disk source that attaches a cloud-init config drive to a VM.
+pub const DISK_SOURCE_CLOUD_INIT: &str = "cloud-init:config";
 
 fn is_ceph(source: &str) -> bool {
     source.starts_with("ceph:") || source.starts_with("cephfs:")
@@ -69,6 +74,15 @@ pub fn disk(d: &DeviceCtx<'_>) -> Result<(), String> {
     if !is_ceph(source) && (d.has("ceph.cluster_name") || d.has("ceph.user_name")) {
         return Err(format!("Invalid options ceph.cluster_name/ceph.user_name for source {source:?}"));
     }
+    if source == DISK_SOURCE_CLOUD_INIT {
+        if d.ty == InstanceType::Container {
+            return Err(format!("disks with source={source} are only supported by virtual machines"));
+        }
+        return Ok(());
+    }
+    if !pool.is_empty() && d.has("shift") {
+        return Err("The \"shift\" property cannot be used with custom storage volumes".into());
+    }
     if !pool.is_empty() && !source.is_empty() {
         if source.starts_with('/') {
             return Err("Storage volumes cannot be specified as absolute paths".into());
@@ -82,13 +96,30 @@ pub fn disk(d: &DeviceCtx<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// `nic` bridged/macvlan/sriov: `network` or `parent`, not both.
-pub fn nic_network_or_parent(d: &DeviceCtx<'_>) -> Result<(), String> {
-    match (d.has("network"), d.has("parent")) {
-        (true, true) => Err("Cannot use \"parent\" property in conjunction with \"network\" property".into()),
-        (false, false) => Err("Requires either a \"network\" or a \"parent\" property".into()),
-        _ => Ok(()),
+/// Options a NIC may not set next to `network` (the managed network supplies them).
+fn banned_with_network(nictype: &str) -> &'static [&'static str] {
+    match nictype {
+        "bridged" => &["nictype", "parent", "mtu", "maas.subnet.ipv4", "maas.subnet.ipv6"],
+        "macvlan" | "physical" => &["nictype", "parent", "mtu", "vlan", "maas.subnet.ipv4", "maas.subnet.ipv6", "gvrp"],
+        "sriov" => &["nictype", "parent", "mtu", "vlan", "maas.subnet.ipv4", "maas.subnet.ipv6"],
+        _ => &[],
     }
+}
+
+/// `nic` bridged/macvlan/sriov/physical: `network`, or `parent` without it.
+pub fn nic_network_or_parent(d: &DeviceCtx<'_>) -> Result<(), String> {
+    if d.has("network") {
+        for banned in banned_with_network(d.subtype) {
+            if d.has(banned) {
+                return Err(format!("Cannot use {banned:?} property in conjunction with \"network\" property"));
+            }
+        }
+        return Ok(());
+    }
+    if !d.has("parent") {
+        return Err("Requires either a \"network\" or a \"parent\" property".into());
+    }
+    Ok(())
 }
 
 /// `unix-char`/`unix-block`: `source` or `path`.
@@ -217,13 +248,17 @@ pub fn parse_proxy_address(value: &str) -> Result<ProxyAddress, String> {
 pub fn proxy(d: &DeviceCtx<'_>) -> Result<(), String> {
     let listen = parse_proxy_address(d.get("listen")).map_err(|e| format!("Invalid listen address: {e}"))?;
     let connect = parse_proxy_address(d.get("connect")).map_err(|e| format!("Invalid connect address: {e}"))?;
-    // Port counts only compare between port-carrying (tcp/udp) ends.
-    let ported = listen.conn_type != "unix" && connect.conn_type != "unix";
-    if ported && connect.ports.len() > listen.ports.len() {
+    // A unix socket counts as one address, as in LXD.
+    let count = |a: &ProxyAddress| if a.conn_type == "unix" { 1 } else { a.ports.len() };
+    let (nl, nc) = (count(&listen), count(&connect));
+    if nc > nl {
         return Err("Cannot map a single port to multiple ports".into());
     }
-    if ported && connect.ports.len() > 1 && connect.ports.len() != listen.ports.len() {
-        return Err(format!("Cannot map {} ports to {} ports", listen.ports.len(), connect.ports.len()));
+    if nc > 1 && nc != nl {
+        return Err(format!("Cannot map {nl} ports to {nc} ports"));
+    }
+    if is_true(d.get("proxy_protocol")) && (connect.conn_type != "tcp" || is_true(d.get("nat"))) {
+        return Err("The PROXY header can only be sent to tcp servers in non-nat mode".into());
     }
     let unix_listen = listen.conn_type == "unix" && !listen.abstract_socket;
     if !unix_listen && (d.has("uid") || d.has("gid") || d.has("mode")) {
@@ -248,8 +283,9 @@ pub fn proxy(d: &DeviceCtx<'_>) -> Result<(), String> {
         if wildcard {
             return Err(format!("Cannot listen on wildcard address {:?} when in nat mode", listen.address));
         }
-        if is_true(d.get("proxy_protocol")) {
-            return Err("The PROXY header is not supported when using NAT".into());
+        let v4 = |a: &str| a.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4());
+        if !connect.address.is_empty() && v4(&listen.address) != v4(&connect.address) {
+            return Err("Cannot mix IP versions between listen and connect in nat mode".into());
         }
     }
     Ok(())

@@ -95,7 +95,13 @@ const BRIDGED: &[DeviceKey] = &[
 ];
 const MACVLAN: &[DeviceKey] = &[NETWORK, PARENT, NAME, MTU, HWADDR, VLAN, GVRP, MAAS4, MAAS6, BOOT_PRIO];
 const SRIOV: &[DeviceKey] = &[NETWORK, PARENT, NAME, MTU, HWADDR, VLAN, MAC_FILTER, MAAS4, MAAS6, BOOT_PRIO];
-const PHYSICAL: &[DeviceKey] = &[PARENT_REQ, NAME, MTU, HWADDR, VLAN, GVRP, MAAS4, MAAS6, BOOT_PRIO];
+const PHYSICAL: &[DeviceKey] = &[
+    NETWORK, PARENT, NAME,
+    ckey("mtu", V::Mtu, "MTU of the interface (containers)."),
+    ckey("hwaddr", V::Mac, "MAC address of the interface (containers)."),
+    ckey("vlan", V::Vlan, "VLAN id to attach to (containers)."),
+    GVRP, MAAS4, MAAS6, BOOT_PRIO,
+];
 const IPVLAN: &[DeviceKey] = &[
     PARENT_REQ, NAME, MTU, HWADDR, VLAN, GVRP, IPV4_ADDRS, IPV6_ADDRS, IPV4_GW, IPV6_GW, IPV4_TABLE, IPV6_TABLE,
     key("mode", V::OneOf(&["l2", "l3s"]), "ipvlan mode."),
@@ -187,15 +193,15 @@ const PROXY: &[DeviceKey] = &[
 /// Every device type LXD 5.0.2 knows.
 pub static DEVICE_SPECS: &[DeviceSpec] = &[
     DeviceSpec { ty: "disk", subtype: None, scope: Scope::Any, keys: DISK, rule: Some(rules::disk),
-        doc: "Root disk: `path=/`, needs `pool`, no `source`; only it may have `size`. `path` unique. Host source absolute. recursive not with readonly." },
+        doc: "Root disk: `path=/`, needs `pool`, no `source`; only it may have `size`. `path` unique, required on containers. Host source absolute (or `cloud-init:config` on VMs). recursive not with readonly; shift not with pool." },
     DeviceSpec { ty: "nic", subtype: Some("bridged"), scope: Scope::Any, keys: BRIDGED, rule: Some(rules::nic_network_or_parent),
-        doc: "Veth on a host bridge. Needs `network` or `parent` (not both); with only `network` the nictype defaults to bridged." },
+        doc: "Veth on a host bridge. Needs `parent`, or `network` (then not nictype/parent/mtu/maas.*); a `network` NIC without nictype is bridged unless the network map says otherwise." },
     DeviceSpec { ty: "nic", subtype: Some("macvlan"), scope: Scope::Any, keys: MACVLAN, rule: Some(rules::nic_network_or_parent),
-        doc: "macvlan on a host interface. Needs `network` or `parent`." },
+        doc: "macvlan on a host interface. Needs `parent`, or `network` (then not nictype/parent/mtu/vlan/gvrp/maas.*)." },
     DeviceSpec { ty: "nic", subtype: Some("sriov"), scope: Scope::Any, keys: SRIOV, rule: Some(rules::nic_network_or_parent),
-        doc: "SR-IOV virtual function. Needs `network` or `parent`." },
-    DeviceSpec { ty: "nic", subtype: Some("physical"), scope: Scope::Any, keys: PHYSICAL, rule: None,
-        doc: "Passes a host interface through. Needs `parent`." },
+        doc: "SR-IOV virtual function. Needs `parent`, or `network` (then not nictype/parent/mtu/vlan/maas.*)." },
+    DeviceSpec { ty: "nic", subtype: Some("physical"), scope: Scope::Any, keys: PHYSICAL, rule: Some(rules::nic_network_or_parent),
+        doc: "Passes a host interface through. Needs `network` or `parent`." },
     DeviceSpec { ty: "nic", subtype: Some("ipvlan"), scope: Scope::Container, keys: IPVLAN, rule: None,
         doc: "ipvlan on a host interface. Needs `parent`." },
     DeviceSpec { ty: "nic", subtype: Some("p2p"), scope: Scope::Any, keys: P2P, rule: None,

@@ -20,18 +20,33 @@ fn type_label(ty: InstanceType) -> &'static str {
     }
 }
 
-/// Finds the spec for a device config; a `nic` with only `network` is taken as bridged
-/// (the managed networks berth creates are bridges) and a `gpu` defaults to physical.
-pub fn find_spec(config: &BTreeMap<String, String>) -> Result<&'static DeviceSpec, String> {
+/// Managed networks: name → the nictype their NICs get (`bridged`, `macvlan`, `sriov`,
+/// `ovn`, `physical`).
+pub type NetworkTypes = BTreeMap<String, String>;
+
+/// Finds the spec for a device config. A `nic` without `nictype` takes it from its
+/// `network` through `networks`; without a map it is taken as bridged (the managed
+/// networks berth creates are bridges). A `gpu` defaults to physical.
+pub fn find_spec(
+    config: &BTreeMap<String, String>,
+    networks: Option<&NetworkTypes>,
+) -> Result<&'static DeviceSpec, String> {
     let ty = config.get("type").map(String::as_str).unwrap_or("");
     if ty.is_empty() {
         return Err("Missing device type".into());
     }
     let sub_key = subtype_key(ty);
     let sub = sub_key.and_then(|k| config.get(k)).map(String::as_str).unwrap_or("");
+    let network = config.get("network").map(String::as_str).unwrap_or("");
     let sub = match (ty, sub) {
         ("gpu", "") => "physical",
-        ("nic", "") if config.get("network").is_some_and(|n| !n.is_empty()) => "bridged",
+        ("nic", "") if !network.is_empty() => match networks {
+            None => "bridged",
+            Some(map) => map
+                .get(network)
+                .map(String::as_str)
+                .ok_or_else(|| format!("Failed loading network {network:?}: not found"))?,
+        },
         ("nic" | "infiniband", "") => return Err("Missing nic type (set \"nictype\" or \"network\")".into()),
         (_, s) => s,
     };
@@ -47,8 +62,18 @@ pub fn find_spec(config: &BTreeMap<String, String>) -> Result<&'static DeviceSpe
 
 /// Validates one device (name, options, rules) for instance type `ty`.
 pub fn validate_device(name: &str, config: &BTreeMap<String, String>, ty: InstanceType) -> Result<(), ConfigError> {
+    validate_device_with_networks(name, config, ty, None)
+}
+
+/// [`validate_device`] resolving `network` NICs through `networks`.
+pub fn validate_device_with_networks(
+    name: &str,
+    config: &BTreeMap<String, String>,
+    ty: InstanceType,
+    networks: Option<&NetworkTypes>,
+) -> Result<(), ConfigError> {
     names::valid_device_name(name).map_err(|e| dev_err(name, e.reason()))?;
-    let spec = find_spec(config).map_err(|r| dev_err(name, r))?;
+    let spec = find_spec(config, networks).map_err(|r| dev_err(name, r))?;
     if !spec.scope.allows(ty) {
         return Err(dev_err(
             name,
@@ -81,7 +106,8 @@ pub fn validate_device(name: &str, config: &BTreeMap<String, String>, ty: Instan
         }
     }
     if let Some(rule) = spec.rule {
-        rule(&DeviceCtx { name, config, ty }).map_err(|r| dev_err(name, r))?;
+        let subtype = spec.subtype.unwrap_or("");
+        rule(&DeviceCtx { name, config, ty, subtype }).map_err(|r| dev_err(name, r))?;
     }
     Ok(())
 }
@@ -89,10 +115,20 @@ pub fn validate_device(name: &str, config: &BTreeMap<String, String>, ty: Instan
 /// [`super::validate_devices`]: every device, then the rules across devices. Profiles are
 /// checked as type Any; an expanded device set must also hold exactly one root disk.
 pub fn validate_devices(devices: &Devices, ty: InstanceType, level: ConfigLevel) -> Result<(), ConfigError> {
+    validate_devices_with_networks(devices, ty, level, None)
+}
+
+/// [`validate_devices`] resolving `network` NICs through `networks` (unknown networks fail).
+pub fn validate_devices_with_networks(
+    devices: &Devices,
+    ty: InstanceType,
+    level: ConfigLevel,
+    networks: Option<&NetworkTypes>,
+) -> Result<(), ConfigError> {
     let ty = if level == ConfigLevel::Profile { InstanceType::Any } else { ty };
     let mut paths: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, config) in devices {
-        validate_device(name, config, ty)?;
+        validate_device_with_networks(name, config, ty, networks)?;
         if config.get("type").map(String::as_str) == Some("disk") {
             if let Some(path) = config.get("path").filter(|p| !p.is_empty()) {
                 if let Some(other) = paths.insert(path, name) {
@@ -132,13 +168,14 @@ pub fn check_host_paths_under(devices: &Devices, root: &Path) -> Result<(), Conf
                 let skip = source.is_empty()
                     || !get(config, "pool").is_empty()
                     || source.starts_with("ceph:")
-                    || source.starts_with("cephfs:");
+                    || source.starts_with("cephfs:")
+                    || source == super::device_rules::DISK_SOURCE_CLOUD_INIT;
                 if skip {
                     continue;
                 }
                 let path = host(&source);
                 if required && !path.exists() {
-                    return Err(dev_err(name, format!("Missing source path {source:?} for disk {name:?}")));
+                    return Err(dev_err(name, format!("Missing source {source:?} for disk {name:?}")));
                 }
                 if !get(config, "recursive").is_empty() && !path.is_dir() {
                     return Err(dev_err(

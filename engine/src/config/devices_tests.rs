@@ -40,6 +40,7 @@ fn valid_devices_of_every_type() {
         (&[("type", "disk"), ("pool", "default"), ("source", "blockvol")], VMT),
         (&[("type", "disk"), ("source", "/isos/x.iso"), ("boot.priority", "10")], VMT),
         (&[("type", "disk"), ("source", "ceph:pool/vol"), ("ceph.user_name", "admin"), ("path", "/c")], CT),
+        (&[("type", "disk"), ("source", "cloud-init:config")], VMT),
         (&[("type", "nic"), ("nictype", "bridged"), ("parent", "lxdbr0"), ("name", "eth0"), ("hwaddr", "00:16:3e:00:00:01")], CT),
         (&[("type", "nic"), ("network", "lxdbr0"), ("ipv4.address", "169.254.0.5"), ("ipv4.routes", "169.254.8.0/24")], VMT),
         (&[("type", "nic"), ("nictype", "macvlan"), ("parent", "eth0"), ("vlan", "10"), ("gvrp", "true")], CT),
@@ -134,6 +135,8 @@ fn disk_rules() {
         (&[("type", "disk"), ("pool", "p"), ("source", "/abs"), ("path", "/m")], CT, "cannot be specified as absolute paths"),
         (&[("type", "disk"), ("pool", "p"), ("source", "a/b"), ("path", "/m")], CT, "Invalid storage volume name"),
         (&[("type", "disk"), ("source", "relative"), ("path", "/m")], CT, "must be absolute"),
+        (&[("type", "disk"), ("source", "cloud-init:config"), ("path", "/m")], CT, "only supported by virtual machines"),
+        (&[("type", "disk"), ("pool", "p"), ("source", "vol"), ("path", "/m"), ("shift", "true")], CT, "custom storage volumes"),
         (&[("type", "disk"), ("source", "/srv"), ("path", "/m"), ("propagation", "bind")], CT, "\"propagation\""),
         (&[("type", "disk"), ("path", "/"), ("pool", "p"), ("size", "big")], CT, "\"size\""),
         (&[("type", "disk"), ("path", "/"), ("pool", "p"), ("limits.read", "fast")], CT, "\"limits.read\""),
@@ -150,7 +153,32 @@ fn nic_rules() {
     assert!(r.contains("\"network\" or a \"parent\""), "{r}");
     let r = reason(&[("type", "nic"), ("nictype", "macvlan"), ("network", "n"), ("parent", "eth0")], CT);
     assert!(r.contains("in conjunction"), "{r}");
-    assert_eq!(reason(&[("type", "nic"), ("nictype", "physical")], CT), "Missing required device option \"parent\"");
+    assert!(reason(&[("type", "nic"), ("nictype", "physical")], CT).contains("\"network\" or a \"parent\""));
+    for (sub, banned, v) in [
+        ("bridged", "nictype", "bridged"),
+        ("bridged", "parent", "br0"),
+        ("bridged", "mtu", "1500"),
+        ("bridged", "maas.subnet.ipv4", "x"),
+        ("macvlan", "vlan", "5"),
+        ("macvlan", "gvrp", "true"),
+        ("sriov", "vlan", "5"),
+        ("physical", "parent", "eth0"),
+    ] {
+        let nets: NetworkTypes = [("net0".to_string(), sub.to_string())].into();
+        let cfg = dev(&[("type", "nic"), ("network", "net0"), (banned, v)]);
+        let e = validate_device_with_networks("d0", &cfg, CT, Some(&nets)).unwrap_err().to_string();
+        assert!(e.contains(&format!("Cannot use \"{banned}\" property in conjunction with \"network\"")), "{sub}/{banned}: {e}");
+    }
+    // Bridged networks allow vlan; macvlan does not.
+    let nets: NetworkTypes = [("br".to_string(), "bridged".to_string()), ("mv".to_string(), "macvlan".to_string())].into();
+    validate_device_with_networks("d0", &dev(&[("type", "nic"), ("network", "br"), ("vlan", "5")]), CT, Some(&nets)).unwrap();
+    assert!(validate_device_with_networks("d0", &dev(&[("type", "nic"), ("network", "mv"), ("vlan", "5")]), CT, Some(&nets)).is_err());
+    validate_device_with_networks("d0", &dev(&[("type", "nic"), ("network", "mv"), ("name", "eth1")]), VMT, Some(&nets)).unwrap();
+    let e = validate_device_with_networks("d0", &dev(&[("type", "nic"), ("network", "nope")]), CT, Some(&nets)).unwrap_err();
+    assert!(e.to_string().contains("Failed loading network"), "{e}");
+    // Physical: mtu/hwaddr/vlan are container-only.
+    assert!(reason(&[("type", "nic"), ("nictype", "physical"), ("parent", "eth1"), ("mtu", "1500")], VMT).contains("\"mtu\""));
+    one(&[("type", "nic"), ("nictype", "physical"), ("parent", "eth1"), ("mtu", "1500")], CT).unwrap();
     assert_eq!(reason(&[("type", "nic"), ("nictype", "ovn")], CT), "Missing required device option \"network\"");
     assert_eq!(reason(&[("type", "infiniband"), ("nictype", "sriov")], CT), "Missing required device option \"parent\"");
     for (k, v) in [("hwaddr", "zz:16:3e:00:00:01"), ("vlan", "5000"), ("name", "a"), ("ipv4.address", "169.254.0.300"), ("ipv6.routes", "fe80::1/64"), ("security.port_isolation", "perhaps")] {
@@ -220,6 +248,13 @@ fn proxy_rules() {
     err("tcp:[::]:80", "tcp:169.254.0.2:80", &[("nat", "true")], VMT, "wildcard");
     err("tcp::80", "tcp:169.254.0.2:80", &[("nat", "true")], CT, "wildcard");
     err("tcp:169.254.0.1:80", "tcp:169.254.0.2:80", &[("bind", "outside")], CT, "\"bind\"");
+    err("tcp:169.254.0.1:80", "tcp:[fe80::2]:80", &[("nat", "true")], CT, "mix IP versions");
+    err("unix:/run/a.sock", "tcp:127.0.0.1:80-81", &[], CT, "single port to multiple ports");
+    err("tcp:127.0.0.1:80", "udp:127.0.0.1:80", &[("proxy_protocol", "true")], CT, "PROXY header");
+    err("tcp:169.254.0.1:80", "tcp:169.254.0.2:80", &[("proxy_protocol", "true"), ("nat", "true")], CT, "PROXY header");
+    assert!(p("tcp:127.0.0.1:80", "tcp:127.0.0.1:80", &[("proxy_protocol", "true")], CT).is_ok());
+    assert!(p("unix:/run/a.sock", "tcp:127.0.0.1:80", &[], CT).is_ok());
+    assert!(p("tcp:127.0.0.1:80-82", "unix:/run/b.sock", &[], CT).is_ok());
     assert!(p("tcp:169.254.0.1:80", "tcp:169.254.0.2:80", &[], CT).is_ok());
     let e = one(&[("type", "proxy"), ("listen", "tcp:127.0.0.1:80")], CT).unwrap_err().to_string();
     assert!(e.contains("\"connect\""), "{e}");
@@ -261,7 +296,7 @@ fn every_spec_is_reachable_and_documents_its_keys() {
             pairs.push((k.to_string(), sub.to_string()));
         }
         let config: BTreeMap<String, String> = pairs.into_iter().collect();
-        let found: &DeviceSpec = find_spec(&config).unwrap();
+        let found: &DeviceSpec = find_spec(&config, None).unwrap();
         assert!(std::ptr::eq(found, spec), "{} {:?}", spec.ty, spec.subtype);
         assert!(!spec.doc.is_empty());
         for k in spec.keys {
@@ -286,6 +321,7 @@ fn host_path_checks() {
     check(&[("d", &[("type", "disk"), ("source", "/srv/missing"), ("path", "/m"), ("required", "false")])]).unwrap();
     check(&[("d", &[("type", "disk"), ("source", "/srv/missing"), ("path", "/m"), ("optional", "true")])]).unwrap();
     check(&[("d", &[("type", "disk"), ("pool", "p"), ("source", "vol"), ("path", "/m")])]).unwrap();
+    check(&[("c", &[("type", "disk"), ("source", "cloud-init:config")])]).unwrap();
     let e = check(&[("d", &[("type", "disk"), ("source", "/srv/file"), ("path", "/m"), ("recursive", "true")])]).unwrap_err();
     assert!(e.to_string().contains("recursive"), "{e}");
     check(&[("u", &[("type", "unix-char"), ("source", "/dev/fake0")])]).unwrap();

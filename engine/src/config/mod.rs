@@ -35,7 +35,10 @@ mod validators;
 pub use cpuset::{limits_cpu, CpuLimit};
 pub use device_rules::{is_root_disk, parse_proxy_address, ProxyAddress};
 pub use device_tables::{DeviceKey, DeviceSpec, DEVICE_SPECS};
-pub use devices::{check_host_paths, check_host_paths_under, validate_device};
+pub use devices::{
+    check_host_paths, check_host_paths_under, find_spec, validate_device, validate_device_with_networks,
+    validate_devices_with_networks, NetworkTypes,
+};
 pub use idmap::unprivileged_only;
 pub use instance::{validate_instance_config_with, Policy};
 pub use instance_keys::{is_live_updatable_for, KeySpec, Live, Match, Scope, INSTANCE_KEYS, SCHEDULE_ALIASES};
