@@ -255,3 +255,15 @@ pub fn is_live_updatable_for(key: &str, ty: InstanceType) -> bool {
         Live::No => false,
     })
 }
+
+/// InstanceIncludeWhenCopying: copies drop `volatile.*` except `volatile.base_image`, and
+/// keep `volatile.last_state.idmap` on local copies.
+pub fn include_when_copying(key: &str, remote_copy: bool) -> bool {
+    if key == "volatile.base_image" {
+        return true;
+    }
+    if key == "volatile.last_state.idmap" && !remote_copy {
+        return true;
+    }
+    !key.starts_with("volatile.")
+}

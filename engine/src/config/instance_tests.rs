@@ -218,3 +218,65 @@ fn live_update_flags() {
     assert!(is_live_updatable_for("limits.cpu", CT));
     assert!(!is_live_updatable_for("limits.cpu", VMT));
 }
+
+/// Every key of lxd-api.md §2.2, with the scope the doc gives it.
+#[test]
+fn covers_every_documented_key() {
+    let any = [
+        "boot.autostart", "boot.autostart.delay", "boot.autostart.priority", "boot.stop.priority",
+        "boot.host_shutdown_timeout", "cloud-init.network-config", "cloud-init.user-data", "cloud-init.vendor-data",
+        "cluster.evacuate", "limits.cpu", "limits.disk.priority", "limits.network.priority", "limits.memory",
+        "limits.kernel.nofile", "raw.apparmor", "raw.idmap", "security.devlxd", "security.protection.delete",
+        "snapshots.schedule", "snapshots.schedule.stopped", "snapshots.pattern", "snapshots.expiry", "user.a",
+        "environment.A", "image.os", "volatile.apply_template", "volatile.base_image", "volatile.evacuate.origin",
+        "volatile.last_state.idmap", "volatile.last_state.power", "volatile.idmap.base", "volatile.idmap.current",
+        "volatile.idmap.next", "volatile.apply_quota", "volatile.uuid", "volatile.cloud-init.instance-id",
+        "volatile.vsock_id",
+    ];
+    let container = [
+        "limits.cpu.allowance", "limits.cpu.priority", "limits.memory.swap.priority", "limits.memory.enforce",
+        "limits.memory.swap", "limits.hugepages.64KB", "limits.hugepages.1MB", "limits.hugepages.2MB",
+        "limits.hugepages.1GB", "limits.processes", "linux.kernel_modules", "linux.sysctl.net.ipv4.ip_forward",
+        "migration.incremental.memory", "migration.incremental.memory.iterations", "migration.incremental.memory.goal",
+        "nvidia.runtime", "nvidia.driver.capabilities", "nvidia.require.cuda", "nvidia.require.driver", "raw.lxc",
+        "raw.seccomp", "security.devlxd.images", "security.protection.shift", "security.privileged",
+        "security.nesting", "security.idmap.isolated", "security.idmap.base", "security.idmap.size",
+        "security.syscalls.allow", "security.syscalls.deny", "security.syscalls.whitelist",
+        "security.syscalls.blacklist", "security.syscalls.intercept.mount.allowed",
+        "security.syscalls.intercept.mount.fuse", "security.syscalls.deny_default", "security.syscalls.deny_compat",
+        "security.syscalls.blacklist_default", "security.syscalls.blacklist_compat", "security.syscalls.intercept.bpf",
+        "security.syscalls.intercept.bpf.devices", "security.syscalls.intercept.mknod",
+        "security.syscalls.intercept.mount", "security.syscalls.intercept.mount.shift",
+        "security.syscalls.intercept.sched_setscheduler", "security.syscalls.intercept.setxattr",
+    ];
+    let vm = [
+        "limits.memory.hugepages", "migration.stateful", "raw.qemu", "raw.qemu.conf", "security.secureboot",
+        "security.agent.metrics", "agent.nic_config", "volatile.apply_nvram",
+    ];
+    for k in any {
+        assert_eq!(lookup(k).map(|s| s.scope), Some(Scope::Any), "{k}");
+    }
+    for k in container {
+        assert_eq!(lookup(k).map(|s| s.scope), Some(Scope::Container), "{k}");
+    }
+    for k in vm {
+        assert_eq!(lookup(k).map(|s| s.scope), Some(Scope::Vm), "{k}");
+    }
+    for suffix in [
+        "hwaddr", "name", "host_name", "mtu", "created", "id", "vlan", "spoofcheck", "last_state.vf.parent",
+        "apply_quota", "ceph_rbd", "driver", "uuid",
+    ] {
+        let k = format!("volatile.eth0.{suffix}");
+        assert!(lookup(&k).is_some(), "{k}");
+    }
+}
+
+#[test]
+fn copy_rule() {
+    use crate::config::include_when_copying;
+    assert!(include_when_copying("volatile.base_image", true));
+    assert!(include_when_copying("volatile.last_state.idmap", false));
+    assert!(!include_when_copying("volatile.last_state.idmap", true));
+    assert!(!include_when_copying("volatile.eth0.hwaddr", false));
+    assert!(include_when_copying("limits.cpu", true));
+}

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 mod cpuset;
+mod device_order;
 mod device_rules;
 mod device_tables;
 mod devices;
@@ -33,6 +34,7 @@ mod units;
 mod validators;
 
 pub use cpuset::{limits_cpu, CpuLimit};
+pub use device_order::{reversed_devices, sorted_devices, NamedDevice};
 pub use device_rules::{is_root_disk, parse_proxy_address, ProxyAddress};
 pub use device_tables::{DeviceKey, DeviceSpec, DEVICE_SPECS};
 pub use devices::{
@@ -41,7 +43,7 @@ pub use devices::{
 };
 pub use idmap::unprivileged_only;
 pub use instance::{validate_instance_config_with, Policy};
-pub use instance_keys::{is_live_updatable_for, KeySpec, Live, Match, Scope, INSTANCE_KEYS, SCHEDULE_ALIASES};
+pub use instance_keys::{include_when_copying, is_live_updatable_for, KeySpec, Live, Match, Scope, INSTANCE_KEYS, SCHEDULE_ALIASES};
 pub use raw_lxc::{parse_raw_lxc_line, validate_raw_lxc};
 pub use reference::render_reference_markdown;
 pub use server_keys::{lookup_server_key, ServerKey, ServerScope, SERVER_KEYS};

@@ -185,14 +185,10 @@ impl Validator {
                 }
             }
             Validator::PciAddress => pci_address(value),
-            Validator::FileMode => {
-                let ok = value.len() <= 4 && value.bytes().all(|b| (b'0'..=b'7').contains(&b));
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!("Invalid file mode {value:?} (octal, at most 4 digits)"))
-                }
-            }
+            Validator::FileMode => match u32::from_str_radix(value, 8) {
+                Ok(m) if m <= 0o7777 && !value.starts_with('+') => Ok(()),
+                _ => Err(format!("Invalid file mode {value:?} (octal, at most 07777)")),
+            },
             Validator::AbsPath => {
                 if value.starts_with('/') {
                     Ok(())

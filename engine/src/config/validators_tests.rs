@@ -105,7 +105,7 @@ fn networks() {
 fn vlan_mtu_mode_path() {
     run(Validator::Vlan, &[("0", true), ("4094", true), ("4095", false), ("-1", false), ("x", false)]);
     run(Validator::Mtu, &[("1280", true), ("1500", true), ("16384", true), ("1279", false), ("16385", false), ("x", false)]);
-    run(Validator::FileMode, &[("0660", true), ("660", true), ("0", true), ("0999", false), ("12345", false), ("rw", false)]);
+    run(Validator::FileMode, &[("0660", true), ("660", true), ("0", true), ("00660", true), ("7777", true), ("10000", false), ("0999", false), ("rw", false), ("+660", false)]);
     run(Validator::AbsPath, &[("/a", true), ("a", false)]);
     run(Validator::IoLimit, &[("10MB", true), ("100iops", true), ("iops", false), ("fast", false)]);
 }
