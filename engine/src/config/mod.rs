@@ -53,8 +53,10 @@ pub use validators::Validator;
 /// The instance type a key or device applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum InstanceType {
+    /// A container (namespaces and cgroups).
     #[serde(rename = "container")]
     Container,
+    /// A QEMU virtual machine.
     #[serde(rename = "virtual-machine")]
     VirtualMachine,
     /// Profiles and expanded configs are checked as "any".
@@ -79,12 +81,16 @@ pub type Devices = BTreeMap<String, BTreeMap<String, String>>;
 /// A validation failure that names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A key no table knows (or a key of the other instance type).
     #[error("Unknown configuration key: {0}")]
     UnknownKey(String),
+    /// A known key with a value its validator refuses.
     #[error("Invalid value for configuration key \"{key}\": {reason}")]
     InvalidValue { key: String, reason: String },
+    /// A device that fails its type's rules; the reason names the option.
     #[error("Device validation failed for \"{device}\": {reason}")]
     Device { device: String, reason: String },
+    /// A rule across keys (mutual exclusions, profile restrictions) or a parse error.
     #[error("{0}")]
     Other(String),
 }
@@ -145,10 +151,15 @@ pub fn parse_cpuset(value: &str) -> Result<Vec<u32>, ConfigError> {
 /// One `raw.idmap` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdmapEntry {
+    /// Maps user ids.
     pub is_uid: bool,
+    /// Maps group ids.
     pub is_gid: bool,
+    /// First id on the host.
     pub host_id: u64,
+    /// First id inside the instance.
     pub ns_id: u64,
+    /// Number of ids mapped.
     pub range: u64,
 }
 

@@ -52,7 +52,7 @@ const fn l(key: &'static str, validator: V, doc: &'static str) -> ServerKey {
 
 fn offline_threshold(v: &str) -> Result<(), String> {
     let n: i64 = v.parse().map_err(|_| format!("Invalid value for an integer {v:?}"))?;
-    if n < 10 {
+    if n <= 10 {
         return Err("Value must be greater than '10'".into());
     }
     Ok(())
@@ -82,6 +82,18 @@ fn max_standby(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn cluster_address(v: &str) -> Result<(), String> {
+    V::ListenAddress.check(v)?;
+    let host = v.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(h, _)| h).unwrap_or_else(|| {
+        if v.matches(':').count() == 1 { v.split(':').next().unwrap_or("") } else { v }
+    });
+    let wildcard = host.is_empty() || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+    if wildcard {
+        return Err("Wildcard addresses aren't allowed".into());
+    }
+    Ok(())
+}
+
 fn pool_volume(v: &str) -> Result<(), String> {
     match v.split_once('/') {
         Some((p, vol)) if !p.is_empty() && !vol.is_empty() && !vol.contains('/') => Ok(()),
@@ -92,15 +104,15 @@ fn pool_volume(v: &str) -> Result<(), String> {
 /// Every server key of LXD 5.0.2.
 pub static SERVER_KEYS: &[ServerKey] = &[
     g("backups.compression_algorithm", V::Compression, "gzip", "Compression for backup tarballs."),
-    g("candid.api_key", V::Any, "", "Candid public key (enables Candid authentication)."),
-    g("candid.api_url", V::Any, "", "Candid server URL."),
+    g("candid.api.key", V::Any, "", "Candid public key (enables Candid authentication)."),
+    g("candid.api.url", V::Any, "", "Candid server URL."),
     g("candid.domains", V::Any, "", "Comma list of allowed Candid domains."),
     g("candid.expiry", V::Int64, "3600", "Candid macaroon expiry in seconds."),
-    l("cluster.https_address", V::ListenAddress, "Address for clustering traffic."),
+    l("cluster.https_address", V::Custom("`host[:port]`, not a wildcard", cluster_address), "Address for clustering traffic."),
     g("cluster.images_minimal_replica", V::Custom("-1 or integer ≥ 1", images_minimal_replica), "3", "Members holding a copy of each image (-1: all)."),
     g("cluster.max_standby", V::Custom("integer 0–5", max_standby), "2", "Standby database members."),
     g("cluster.max_voters", V::Custom("odd integer ≥ 3", max_voters), "3", "Voting database members."),
-    g("cluster.offline_threshold", V::Custom("integer ≥ 10 (seconds)", offline_threshold), "20", "Seconds before an unresponsive member is offline."),
+    g("cluster.offline_threshold", V::Custom("integer > 10 (seconds)", offline_threshold), "20", "Seconds before an unresponsive member is offline."),
     l("core.bgp_address", V::ListenAddress, "Address of the BGP server."),
     g("core.bgp_asn", V::Range(0, 4_294_967_294), "0", "BGP Autonomous System Number of the local server."),
     l("core.bgp_routerid", V::Ipv4, "BGP router id (IPv4 formatted)."),
@@ -190,6 +202,8 @@ mod tests {
             ("core.bgp_routerid", "169.254.0.1"),
             ("storage.images_volume", "default/images"),
             ("maas.machine", "host1"),
+            ("cluster.https_address", "169.254.0.1:8443"),
+            ("candid.api.url", "https://candid.example"),
             ("core.https_address", ""),
         ]);
         validate_server_config(&c).unwrap();
@@ -207,6 +221,11 @@ mod tests {
             ("cluster.max_voters", "1"),
             ("cluster.max_standby", "6"),
             ("cluster.offline_threshold", "5"),
+            ("cluster.offline_threshold", "10"),
+            ("cluster.https_address", ":8443"),
+            ("cluster.https_address", "[::]:8443"),
+            ("cluster.https_address", "0.0.0.0"),
+            ("candid.api_key", "k"),
             ("cluster.images_minimal_replica", "0"),
             ("images.auto_update_interval", "six"),
             ("images.auto_update_cached", "maybe"),
