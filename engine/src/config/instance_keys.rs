@@ -37,14 +37,14 @@ impl Scope {
     }
 }
 
-/// Whether a change applies to a running instance.
+/// How a change reaches a running instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Live {
-    /// Applied live on every type the key applies to.
+    /// Applied at once on every type the key applies to.
     Yes,
-    /// Applied live on containers; a running VM refuses the change.
+    /// Applied at once on containers; a running VM refuses the change.
     ContainerOnly,
-    /// Only takes effect at the next start (a running VM refuses the change).
+    /// Takes effect at the next start on containers; a running VM refuses the change.
     No,
 }
 
@@ -241,14 +241,25 @@ pub fn lookup(key: &str) -> Option<&'static KeySpec> {
         })
 }
 
-/// Whether a change of `key` applies to a running instance of any type it belongs to
-/// (unknown keys: false).
+/// Whether `key` may change on a running instance of any type (LXD's VM live-update list;
+/// unknown keys: false).
 pub fn is_live_updatable(key: &str) -> bool {
     lookup(key).is_some_and(|s| s.live == Live::Yes)
 }
 
-/// Whether a change of `key` applies to a running instance of type `ty`.
+/// Whether `key` may change on a running instance of type `ty`: running containers accept
+/// every known key (a [`Live::No`] key then takes effect at the next start), running VMs
+/// only [`Live::Yes`] keys (LXD: "Key cannot be updated when VM is running").
 pub fn is_live_updatable_for(key: &str, ty: InstanceType) -> bool {
+    lookup(key).is_some_and(|s| match ty {
+        InstanceType::Container => true,
+        InstanceType::VirtualMachine | InstanceType::Any => s.live == Live::Yes,
+    })
+}
+
+/// Whether a change of `key` takes effect on a running instance of type `ty` at once
+/// (rather than at the next start).
+pub fn applies_live(key: &str, ty: InstanceType) -> bool {
     lookup(key).is_some_and(|s| match s.live {
         Live::Yes => true,
         Live::ContainerOnly => ty == InstanceType::Container,

@@ -207,16 +207,23 @@ fn public_entry_point_validates() {
 
 #[test]
 fn live_update_flags() {
+    use crate::config::applies_live;
     for k in ["limits.memory", "user.x", "boot.autostart", "snapshots.schedule", "volatile.eth0.hwaddr", "security.protection.delete"] {
         assert!(is_live_updatable(k), "{k}");
         assert!(is_live_updatable_for(k, VMT), "{k}");
+        assert!(applies_live(k, VMT) && applies_live(k, CT), "{k}");
     }
     for k in ["security.privileged", "raw.lxc", "raw.qemu", "raw.idmap", "limits.kernel.nofile", "bogus"] {
         assert!(!is_live_updatable(k), "{k}");
+        assert!(!is_live_updatable_for(k, VMT), "{k}");
+        assert!(!applies_live(k, CT), "{k}");
     }
+    // Running containers accept every known key; some apply at next start.
+    assert!(is_live_updatable_for("security.privileged", CT));
+    assert!(!is_live_updatable_for("bogus", CT));
     assert!(!is_live_updatable("limits.cpu"));
-    assert!(is_live_updatable_for("limits.cpu", CT));
-    assert!(!is_live_updatable_for("limits.cpu", VMT));
+    assert!(is_live_updatable_for("limits.cpu", CT) && applies_live("limits.cpu", CT));
+    assert!(!is_live_updatable_for("limits.cpu", VMT) && !applies_live("limits.cpu", VMT));
 }
 
 /// Every key of lxd-api.md §2.2, with the scope the doc gives it.

@@ -43,7 +43,7 @@ pub use devices::{
 };
 pub use idmap::unprivileged_only;
 pub use instance::{validate_instance_config_with, Policy};
-pub use instance_keys::{include_when_copying, is_live_updatable_for, KeySpec, Live, Match, Scope, INSTANCE_KEYS, SCHEDULE_ALIASES};
+pub use instance_keys::{applies_live, include_when_copying, is_live_updatable_for, KeySpec, Live, Match, Scope, INSTANCE_KEYS, SCHEDULE_ALIASES};
 pub use raw_lxc::{parse_raw_lxc_line, validate_raw_lxc};
 pub use reference::render_reference_markdown;
 pub use server_keys::{lookup_server_key, ServerKey, ServerScope, SERVER_KEYS};
@@ -86,10 +86,20 @@ pub enum ConfigError {
     UnknownKey(String),
     /// A known key with a value its validator refuses.
     #[error("Invalid value for configuration key \"{key}\": {reason}")]
-    InvalidValue { key: String, reason: String },
+    InvalidValue {
+        /// The config key.
+        key: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
     /// A device that fails its type's rules; the reason names the option.
     #[error("Device validation failed for \"{device}\": {reason}")]
-    Device { device: String, reason: String },
+    Device {
+        /// The device name.
+        device: String,
+        /// What is wrong, naming the option.
+        reason: String,
+    },
     /// A rule across keys (mutual exclusions, profile restrictions) or a parse error.
     #[error("{0}")]
     Other(String),
@@ -178,8 +188,9 @@ pub fn next_interface_hwaddr(taken: &HashSet<String>) -> String {
     hwaddr::next_interface_hwaddr(taken)
 }
 
-/// Whether a key may change on a running instance of any type it applies to (see
-/// [`is_live_updatable_for`] for a given type). Unknown keys are not.
+/// Whether a key may change on a running instance of any type (LXD's VM live-update list;
+/// running containers accept more, see [`is_live_updatable_for`] and [`applies_live`]).
+/// Unknown keys are not.
 pub fn is_live_updatable(key: &str) -> bool {
     instance_keys::is_live_updatable(key)
 }

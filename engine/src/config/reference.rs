@@ -22,7 +22,7 @@ pub fn render_reference_markdown() -> String {
     );
     let _ = writeln!(
         out,
-        "Rules follow LXD 5.0.2. Scope: C = container, VM = virtual machine. An empty value always\nvalidates (it means \"unset\"). Live: whether a running instance applies a change\n(`C only`: containers apply it live, a running VM refuses it).\n"
+        "Rules follow LXD 5.0.2. Scope: C = container, VM = virtual machine. An empty value always\nvalidates (it means \"unset\"). Live: `yes` = applied to a running instance at once; `C only` =\napplied at once on containers, refused on a running VM; `no` = a running container takes it at\nthe next start, a running VM refuses it.\n"
     );
 
     let _ = writeln!(out, "## Instance configuration keys\n");
