@@ -117,8 +117,43 @@ fn check_exclusions(config: &BTreeMap<String, String>) -> Result<(), ConfigError
         ));
     }
     let yes = |k: &str| config.get(k).is_some_and(|v| is_true(v));
+    if yes("security.syscalls.intercept.mount") {
+        check_mount_intercept(config)?;
+    }
     if yes("security.privileged") && yes("nvidia.runtime") {
         return Err(ConfigError::Other("nvidia.runtime is incompatible with privileged containers".into()));
+    }
+    Ok(())
+}
+
+/// LXD `SyscallInterceptMountFilter`: `.fuse` entries are `fs=fuse-binary`, and no
+/// filesystem is both in `.allowed` and redirected to FUSE.
+fn check_mount_intercept(config: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let list = |k: &str| -> Vec<String> {
+        config
+            .get(k)
+            .map(|v| v.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect())
+            .unwrap_or_default()
+    };
+    let allowed = list("security.syscalls.intercept.mount.allowed");
+    for ent in list("security.syscalls.intercept.mount.fuse") {
+        let Some((fs, binary)) = ent.split_once('=') else {
+            return Err(invalid(
+                "security.syscalls.intercept.mount.fuse",
+                format!("not of the form 'filesystem=fuse-binary': {ent}"),
+            ));
+        };
+        if fs.is_empty() || binary.is_empty() {
+            return Err(invalid(
+                "security.syscalls.intercept.mount.fuse",
+                format!("not of the form 'filesystem=fuse-binary': {ent}"),
+            ));
+        }
+        if allowed.iter().any(|a| a == fs) {
+            return Err(ConfigError::Other(format!(
+                "security.syscalls.intercept.mount.fuse and security.syscalls.intercept.mount.allowed specify same filesystem {fs}"
+            )));
+        }
     }
     Ok(())
 }

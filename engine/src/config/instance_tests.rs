@@ -287,3 +287,15 @@ fn copy_rule() {
     assert!(!include_when_copying("volatile.eth0.hwaddr", false));
     assert!(include_when_copying("limits.cpu", true));
 }
+
+#[test]
+fn mount_intercept_rules() {
+    let on = ("security.syscalls.intercept.mount", "true");
+    check(&[on, ("security.syscalls.intercept.mount.allowed", "ext4"), ("security.syscalls.intercept.mount.fuse", "xfs=xfs-fuse")], CT, I).unwrap();
+    let e = check(&[on, ("security.syscalls.intercept.mount.fuse", "ext4")], CT, I).unwrap_err();
+    assert!(e.to_string().contains("filesystem=fuse-binary"), "{e}");
+    let e = check(&[on, ("security.syscalls.intercept.mount.allowed", "ext4,xfs"), ("security.syscalls.intercept.mount.fuse", "ext4=fuse2fs")], CT, I).unwrap_err();
+    assert!(e.to_string().contains("same filesystem ext4"), "{e}");
+    // Not checked while interception is off, as in LXD.
+    check(&[("security.syscalls.intercept.mount.fuse", "ext4")], CT, I).unwrap();
+}

@@ -43,7 +43,7 @@ pub fn render_reference_markdown() -> String {
     }
     let _ = writeln!(
         out,
-        "\nCross-key rules: `raw.seccomp` excludes `security.syscalls.{{allow,deny*}}` (and their legacy\naliases); `security.syscalls.allow` excludes `deny*`; each legacy alias excludes its current\nname; `security.privileged` excludes `nvidia.runtime`. Profiles may not set `volatile.*` or\n`image.*`. With `BERTH_UNPRIVILEGED_ONLY=true`, `security.privileged=true`, a `raw.idmap`\nmapping host id 0 and `lxc.idmap`/`lxc.id_map`/`lxc.include` in `raw.lxc` are refused.\n"
+        "\nCross-key rules: `raw.seccomp` excludes `security.syscalls.{{allow,deny*}}` (and their legacy\naliases); `security.syscalls.allow` excludes `deny*`; each legacy alias excludes its current\nname; `security.privileged` excludes `nvidia.runtime`; with `security.syscalls.intercept.mount`,\n`.mount.fuse` entries are `fs=binary` and name no filesystem of `.mount.allowed`. Profiles may not set `volatile.*` or\n`image.*`. With `BERTH_UNPRIVILEGED_ONLY=true`, `security.privileged=true`, a `raw.idmap`\nmapping host id 0 and `lxc.idmap`/`lxc.id_map`/`lxc.include` in `raw.lxc` are refused.\n"
     );
 
     let _ = writeln!(out, "## Devices\n");
