@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod filter;
+pub mod storage;
 pub mod testsupport;
