@@ -287,3 +287,6 @@ mod tests {
         assert!(matches!(load("dir", spec), Err(Error::InvalidConfig { .. })));
     }
 }
+
+#[cfg(test)]
+mod root_tests;

@@ -422,48 +422,56 @@ impl Driver for Btrfs {
             Some(s) => self.check_snap(vol, s, false)?,
             None => self.check_vol(vol, false)?,
         };
+        // Received subvolumes are read-only and a read-only directory cannot change parent,
+        // so receive straight into the snapshot directory and only rename within it.
         let snaps_dir = vol.snapshots_dir_in(&self.root());
         util::ensure_dir(&snaps_dir, 0o700)?;
-        let tmp = snaps_dir.join(format!(".recv-{}", std::process::id()));
-        util::remove_tree(&tmp)?;
-        util::ensure_dir(&tmp, 0o700)?;
-        let result = (|| {
-            cmd::receive(&tmp, input)?;
-            let names: Vec<String> = fs::read_dir(&tmp)
-                .map_err(|e| Error::io("readdir", &tmp, e))?
-                .flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .collect();
-            let [name] = names.as_slice() else {
+        let before = all_names(&snaps_dir)?;
+        let received = cmd::receive(&snaps_dir, input);
+        let new: Vec<String> = all_names(&snaps_dir)?.into_iter().filter(|n| !before.contains(n)).collect();
+        let result = received.and_then(|()| {
+            let [name] = new.as_slice() else {
                 return Err(Error::Command {
                     command: "btrfs receive".into(),
                     status: "0".into(),
-                    stderr: format!("expected one received subvolume, got {}", names.len()),
+                    stderr: format!("expected one received subvolume, got {}", new.len()),
                 });
             };
-            let received = tmp.join(name);
+            let got = snaps_dir.join(name);
             match snap {
-                Some(_) => util::rename_noreplace(&received, &target),
+                Some(_) if got == target => Ok(()),
+                Some(_) => util::rename_noreplace(&got, &target),
                 None => {
-                    let made = cmd::subvolume_snapshot(&received, &target, false);
-                    let dropped = cmd::subvolume_delete(&received);
+                    let made = cmd::subvolume_snapshot(&got, &target, false);
+                    let dropped = cmd::subvolume_delete(&got);
                     made?;
                     dropped?;
                     self.apply_config_quota(vol)
                 }
             }
-        })();
+        });
         if result.is_err() {
-            for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
-                let _ = cmd::subvolume_delete(&entry.path());
+            for name in &new {
+                let p = snaps_dir.join(name);
+                if p != target {
+                    let _ = cmd::subvolume_delete(&p);
+                }
             }
         }
-        let _ = fs::remove_dir(&tmp);
-        if snap.is_none() && util::list_dir_names(&snaps_dir).map(|v| v.is_empty()).unwrap_or(false) {
+        if util::list_dir_names(&snaps_dir).map(|v| v.is_empty()).unwrap_or(false) {
             let _ = fs::remove_dir(&snaps_dir);
         }
         result
     }
+}
+
+/// Every entry name in `dir`, hidden ones included.
+fn all_names(dir: &Path) -> Result<Vec<String>> {
+    Ok(fs::read_dir(dir)
+        .map_err(|e| Error::io("readdir", dir, e))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect())
 }
 
 /// Loop devices still attached to a pool's loop file (for tests and diagnostics).
