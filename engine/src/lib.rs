@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod filter;
+pub mod image;
 pub mod storage;
 pub mod testsupport;
