@@ -64,6 +64,8 @@ pub fn publish(src: &Path, opts: &PublishOptions, out: &mut dyn Write) -> Result
     let mut header = tar::Header::new_gnu();
     header.set_size(yaml.len() as u64);
     header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
     header.set_mtime(opts.creation_date.max(0) as u64);
     header.set_entry_type(tar::EntryType::Regular);
     builder.append_data(&mut header, "metadata.yaml", yaml.as_bytes()).map_err(io_err("archive", src))?;

@@ -289,4 +289,16 @@ mod tests {
 }
 
 #[cfg(test)]
-mod root_tests;
+pub(crate) mod root_tests;
+
+/// Test helper: unmounts a path on drop.
+#[cfg(test)]
+pub(crate) fn root_tests_guard(path: PathBuf) -> root_tests::MountGuard {
+    root_tests::MountGuard(path)
+}
+
+/// Test helper: root plus an operational btrfs driver.
+#[cfg(test)]
+pub(crate) fn root_tests_btrfs_probe() -> std::result::Result<(), String> {
+    root_tests::btrfs_probe()
+}

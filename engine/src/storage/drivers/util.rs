@@ -1,5 +1,6 @@
 //! Helpers shared by the drivers: tree copies with reflink, usage, commands, mounts.
 
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -27,20 +28,30 @@ pub struct CopyStats {
 }
 
 /// Copies the tree `src` to `dst` (which must not exist), keeping ownership, modes,
-/// times, xattrs, symlinks and device nodes. Files are reflinked when the filesystem
-/// allows, else copied; hardlinks become separate copies.
+/// times, xattrs, symlinks, device nodes and hardlinks within the tree. Files are
+/// reflinked when the filesystem allows, else copied.
 pub fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats> {
     let mut stats = CopyStats::default();
     let meta = fs::symlink_metadata(src).map_err(|e| Error::io("stat", src, e))?;
     if !meta.is_dir() {
         return Err(Error::io("copy (not a directory)", src, io::Error::from(io::ErrorKind::InvalidInput)));
     }
-    copy_entry(src, dst, &meta, &mut stats)?;
+    let mut links = HashMap::new();
+    copy_entry(src, dst, &meta, &mut stats, &mut links)?;
     Ok(stats)
 }
 
-fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, stats: &mut CopyStats) -> Result<()> {
+/// (dev, inode) of multiply-linked files already copied → their copy.
+type Links = HashMap<(u64, u64), PathBuf>;
+
+fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, stats: &mut CopyStats, links: &mut Links) -> Result<()> {
     let ft = meta.file_type();
+    if ft.is_file() && meta.nlink() > 1 {
+        if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+            return fs::hard_link(first, dst).map_err(|e| Error::io("link", dst, e));
+        }
+        links.insert((meta.dev(), meta.ino()), dst.to_path_buf());
+    }
     if ft.is_dir() {
         fs::create_dir(dst).map_err(|e| Error::io("mkdir", dst, e))?;
         // Owner-writable while children are created; the real mode is set afterwards.
@@ -50,7 +61,7 @@ fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, stats: &mut CopyStats
             let entry = entry.map_err(|e| Error::io("readdir", src, e))?;
             let child = entry.path();
             let child_meta = fs::symlink_metadata(&child).map_err(|e| Error::io("stat", &child, e))?;
-            copy_entry(&child, &dst.join(entry.file_name()), &child_meta, stats)?;
+            copy_entry(&child, &dst.join(entry.file_name()), &child_meta, stats, links)?;
         }
     } else if ft.is_file() {
         copy_file(src, dst, stats)?;
@@ -349,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn copy_tree_keeps_links_modes_and_hardlinks_as_copies() {
+    fn copy_tree_keeps_links_modes_and_hardlinks() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
         fs::create_dir_all(src.join("d")).unwrap();
@@ -359,11 +370,11 @@ mod tests {
         fs::set_permissions(src.join("d"), std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
         let dst = tmp.path().join("dst");
         let stats = copy_tree(&src, &dst).unwrap();
-        assert_eq!(stats.reflinked + stats.copied, 2);
+        assert_eq!(stats.reflinked + stats.copied, 1);
         assert_eq!(fs::read(dst.join("d/f")).unwrap(), b"hello");
         assert_eq!(fs::read_link(dst.join("abs")).unwrap(), Path::new("/etc/passwd"));
         assert_eq!(fs::metadata(dst.join("d")).unwrap().mode() & 0o7777, 0o555);
-        assert_ne!(fs::metadata(dst.join("hl")).unwrap().ino(), fs::metadata(dst.join("d/f")).unwrap().ino());
+        assert_eq!(fs::metadata(dst.join("hl")).unwrap().ino(), fs::metadata(dst.join("d/f")).unwrap().ino());
         fs::set_permissions(src.join("d"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         fs::set_permissions(dst.join("d"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
