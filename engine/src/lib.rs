@@ -4,6 +4,7 @@
 //! - `config`: the validation catalogue (key tables, device rules, names, cpusets, idmaps).
 //! - `filter`: LXD's `?filter=` language.
 
+pub mod backup;
 pub mod config;
 pub mod filter;
 pub mod image;

@@ -245,7 +245,7 @@ fn copy_out(path: &Path, out: &mut dyn Write, hasher: &mut Sha256) -> Result<u64
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod root_tests;

@@ -82,9 +82,20 @@ impl Unpacker {
         let entries = archive.entries().map_err(|e| Error::Corrupt { entry: String::new(), source: e })?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::Corrupt { entry: String::new(), source: e })?;
-            self.extract(entry, &prefix)?;
+            self.extract(entry, &prefix, b"")?;
         }
         Ok(())
+    }
+
+    /// Extracts one entry of a larger archive whose names (and hardlink targets) start
+    /// with `strip/`; that part is removed. The `strip` directory itself maps to the root.
+    pub fn unpack_entry<R: Read>(&mut self, entry: tar::Entry<'_, R>, strip: &str) -> Result<(), Error> {
+        self.extract(entry, &Vec::new(), strip.trim_end_matches('/').as_bytes())
+    }
+
+    /// What has been written so far.
+    pub fn stats(&self) -> UnpackStats {
+        self.stats
     }
 
     /// Applies directory modes and times; returns the totals.
@@ -112,9 +123,10 @@ impl Unpacker {
         Error::Io { op, path: self.root_path.join(String::from_utf8_lossy(rel).as_ref()), source: e.into() }
     }
 
-    fn extract<R: Read>(&mut self, mut entry: tar::Entry<'_, R>, prefix: &Components) -> Result<(), Error> {
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw).into_owned();
+    fn extract<R: Read>(&mut self, mut entry: tar::Entry<'_, R>, prefix: &Components, strip: &[u8]) -> Result<(), Error> {
+        let full_raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&full_raw).into_owned();
+        let raw = strip_prefix(&full_raw, strip).ok_or_else(|| Error::Unsafe { entry: name.clone(), reason: "outside the expected directory".into() })?;
         let kind = entry.header().entry_type();
         if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
             return Ok(());
@@ -192,7 +204,9 @@ impl Unpacker {
                 self.files.remove(&full);
             }
             tar::EntryType::Link => {
-                let target = entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+                let full_target = entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+                let target = strip_prefix(&full_target, strip)
+                    .ok_or_else(|| Error::Unsafe { entry: name.clone(), reason: "hardlink target outside the expected directory".into() })?;
                 let trel = normalize(&target).map_err(|reason| Error::Unsafe { entry: name.clone(), reason: format!("hardlink target: {reason}") })?;
                 let Some((tleaf, tparent_rel)) = trel.split_last() else {
                     return Err(Error::Unsafe { entry: name, reason: "hardlink to the archive root".into() });
@@ -332,6 +346,21 @@ impl Unpacker {
             }
             Ok(_) => unlinkat(dir.as_fd(), leaf.as_c_str(), UnlinkatFlags::NoRemoveDir).map_err(|e| self.io("unlink", entry.as_bytes(), e)),
         }
+    }
+}
+
+/// Removes `strip/` (or a whole `strip`) from the front of `raw`; `None` when it does not
+/// start there. An empty `strip` keeps `raw`.
+fn strip_prefix(raw: &[u8], strip: &[u8]) -> Option<Vec<u8>> {
+    if strip.is_empty() {
+        return Some(raw.to_vec());
+    }
+    let raw = raw.strip_prefix(b"./").unwrap_or(raw);
+    let rest = raw.strip_prefix(strip)?;
+    match rest.first() {
+        None => Some(Vec::new()),
+        Some(b'/') => Some(rest[1..].to_vec()),
+        Some(_) => None,
     }
 }
 
