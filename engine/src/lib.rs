@@ -8,5 +8,6 @@ pub mod backup;
 pub mod config;
 pub mod filter;
 pub mod image;
+pub mod snapshot_rules;
 pub mod storage;
 pub mod testsupport;
