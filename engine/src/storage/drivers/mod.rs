@@ -302,3 +302,6 @@ pub(crate) fn root_tests_guard(path: PathBuf) -> root_tests::MountGuard {
 pub(crate) fn root_tests_btrfs_probe() -> std::result::Result<(), String> {
     root_tests::btrfs_probe()
 }
+
+#[cfg(test)]
+mod bench;
