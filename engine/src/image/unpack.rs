@@ -102,7 +102,7 @@ impl Unpacker {
     pub fn finish(mut self) -> Result<UnpackStats, Error> {
         // Deepest first, so setting a parent's mtime is not undone by its children.
         let mut dirs = std::mem::take(&mut self.dirs);
-        dirs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
         for (rel, mode, mtime) in dirs {
             let comps = split_rel(&rel);
             let Some((leaf, parent)) = comps.split_last() else { continue };

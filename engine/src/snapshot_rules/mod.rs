@@ -97,7 +97,7 @@ fn next_index(pattern: &str, existing: &[String]) -> i64 {
             continue;
         }
         let Ok(num) = rest[..end].parse::<i64>() else { continue };
-        if !rest[end..].starts_with(suffix) && !(rest[end..].is_empty() && suffix.is_empty()) {
+        if !rest[end..].starts_with(suffix) {
             continue;
         }
         if num >= max {

@@ -208,6 +208,22 @@ fn root_btrfs_loop_pool_lifecycle() {
     assert!(d.mount().unwrap());
     check_sample(&d.volume_path(&c));
 
+    // A second pool on a (new) subvolume of this one, bind-mounted.
+    let src = spec.mount_path().join("custom/nested-pool");
+    let nspec = PoolSpec::new("nested", &tmp.path().join("data2"), &[("source", src.to_str().unwrap())]);
+    let _g2 = MountGuard(nspec.mount_path());
+    let n = load("btrfs", nspec.clone()).unwrap();
+    n.create_pool().unwrap();
+    assert!(is_subvolume(&src));
+    assert!(util::is_mountpoint(&nspec.mount_path()));
+    n.create_volume(&Volume::new(VolumeType::Custom, "v"), None).unwrap();
+    assert!(is_subvolume(&src.join("custom/v")));
+    n.delete_volume(&Volume::new(VolumeType::Custom, "v")).unwrap();
+    n.delete_pool().unwrap();
+    assert!(!util::is_mountpoint(&nspec.mount_path()));
+    assert!(src.is_dir(), "source= stays");
+    d.delete_volume(&Volume::new(VolumeType::Custom, "nested-pool")).unwrap();
+
     d.delete_volume(&c).unwrap();
     d.delete_volume(&image).unwrap();
     d.delete_pool().unwrap();

@@ -1,8 +1,11 @@
-//! Thin wrappers over the btrfs-progs CLI and loop devices.
+//! Subvolume ioctls (create, snapshot, delete: no process per call), and the btrfs-progs
+//! CLI for the rest (quota, send, receive, mkfs) and loop devices.
 
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,8 +15,6 @@ use super::super::{Error, Result};
 
 /// The inode number of every subvolume's root directory.
 const SUBVOL_ROOT_INO: u64 = 256;
-/// statfs magic of btrfs.
-pub const BTRFS_MAGIC: i64 = 0x9123_683E;
 
 fn os<P: AsRef<OsStr> + ?Sized>(p: &P) -> &OsStr {
     p.as_ref()
@@ -21,7 +22,7 @@ fn os<P: AsRef<OsStr> + ?Sized>(p: &P) -> &OsStr {
 
 /// Whether `path` is on a btrfs filesystem.
 pub fn is_btrfs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64 == BTRFS_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC).unwrap_or(false)
 }
 
 /// Whether `path` is the root of a subvolume.
@@ -29,24 +30,87 @@ pub fn is_subvolume(path: &Path) -> bool {
     fs::symlink_metadata(path).map(|m| m.is_dir() && m.ino() == SUBVOL_ROOT_INO).unwrap_or(false) && is_btrfs(path)
 }
 
-/// `btrfs subvolume create`.
-pub fn subvolume_create(path: &Path) -> Result<()> {
-    run("btrfs", &[os("subvolume"), os("create"), path.as_os_str()]).map(|_| ())
+/// `BTRFS_IOC_SUBVOL_CREATE`: `_IOW(0x94, 14, struct btrfs_ioctl_vol_args)`.
+const IOC_SUBVOL_CREATE: libc::c_ulong = 0x5000_940E;
+/// `BTRFS_IOC_SNAP_DESTROY`: `_IOW(0x94, 15, struct btrfs_ioctl_vol_args)`.
+const IOC_SNAP_DESTROY: libc::c_ulong = 0x5000_940F;
+/// `BTRFS_IOC_SNAP_CREATE_V2`: `_IOW(0x94, 23, struct btrfs_ioctl_vol_args_v2)`.
+const IOC_SNAP_CREATE_V2: libc::c_ulong = 0x5000_9417;
+/// `BTRFS_SUBVOL_RDONLY`.
+const SUBVOL_RDONLY: u64 = 1 << 1;
+
+/// `struct btrfs_ioctl_vol_args` (4096 bytes).
+#[repr(C)]
+struct VolArgs {
+    fd: i64,
+    name: [u8; 4088],
 }
 
-/// `btrfs subvolume snapshot [-r]`.
-pub fn subvolume_snapshot(from: &Path, to: &Path, readonly: bool) -> Result<()> {
-    let mut args = vec![os("subvolume"), os("snapshot")];
-    if readonly {
-        args.push(os("-r"));
+/// `struct btrfs_ioctl_vol_args_v2` (4096 bytes).
+#[repr(C)]
+struct VolArgsV2 {
+    fd: i64,
+    transid: u64,
+    flags: u64,
+    unused: [u64; 4],
+    name: [u8; 4040],
+}
+
+const _: () = assert!(std::mem::size_of::<VolArgs>() == 4096);
+const _: () = assert!(std::mem::size_of::<VolArgsV2>() == 4096);
+
+/// The parent directory (opened) and the leaf name of `path`, for the ioctls.
+fn parent_and_leaf(path: &Path) -> Result<(fs::File, Vec<u8>)> {
+    let leaf = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if leaf.is_empty() || leaf.len() > 255 {
+        return Err(Error::io("subvolume name", path, io::Error::from(io::ErrorKind::InvalidInput)));
     }
-    args.extend([from.as_os_str(), to.as_os_str()]);
-    run("btrfs", &args).map(|_| ())
+    let dir = fs::File::open(parent).map_err(|e| Error::io("open", parent, e))?;
+    Ok((dir, leaf))
+}
+
+fn ioctl_result(rc: libc::c_int, op: &'static str, path: &Path) -> Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(op, path, io::Error::last_os_error()))
+    }
+}
+
+/// Creates an empty subvolume at `path` (ioctl; no process spawn).
+pub fn subvolume_create(path: &Path) -> Result<()> {
+    let (dir, leaf) = parent_and_leaf(path)?;
+    let mut args = VolArgs { fd: 0, name: [0; 4088] };
+    args.name[..leaf.len()].copy_from_slice(&leaf);
+    // SAFETY: `dir` is an open directory and `args` is the kernel's 4096-byte struct.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), IOC_SUBVOL_CREATE as _, &mut args) };
+    ioctl_result(rc, "btrfs subvolume create", path)
+}
+
+/// Snapshots the subvolume `from` as `to` (read-only if asked).
+pub fn subvolume_snapshot(from: &Path, to: &Path, readonly: bool) -> Result<()> {
+    let src = fs::File::open(from).map_err(|e| Error::io("open", from, e))?;
+    let (dir, leaf) = parent_and_leaf(to)?;
+    let mut args = VolArgsV2 { fd: src.as_raw_fd() as i64, transid: 0, flags: if readonly { SUBVOL_RDONLY } else { 0 }, unused: [0; 4], name: [0; 4040] };
+    args.name[..leaf.len()].copy_from_slice(&leaf);
+    // SAFETY: both descriptors are open; `args` is the kernel's 4096-byte struct.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), IOC_SNAP_CREATE_V2 as _, &mut args) };
+    ioctl_result(rc, "btrfs subvolume snapshot", to)
+}
+
+fn destroy(path: &Path) -> Result<()> {
+    let (dir, leaf) = parent_and_leaf(path)?;
+    let mut args = VolArgs { fd: 0, name: [0; 4088] };
+    args.name[..leaf.len()].copy_from_slice(&leaf);
+    // SAFETY: as in subvolume_create.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), IOC_SNAP_DESTROY as _, &mut args) };
+    ioctl_result(rc, "btrfs subvolume delete", path)
 }
 
 /// Deletes a subvolume, first deleting any subvolumes nested in it (deepest first).
 pub fn subvolume_delete(path: &Path) -> Result<()> {
-    if run("btrfs", &[os("subvolume"), os("delete"), path.as_os_str()]).is_ok() {
+    if destroy(path).is_ok() {
         return Ok(());
     }
     let mut nested = Vec::new();
@@ -54,9 +118,9 @@ pub fn subvolume_delete(path: &Path) -> Result<()> {
     // Children were pushed after their parents: delete in reverse.
     for sub in nested.iter().rev() {
         make_writable(sub);
-        run("btrfs", &[os("subvolume"), os("delete"), sub.as_os_str()])?;
+        destroy(sub)?;
     }
-    run("btrfs", &[os("subvolume"), os("delete"), path.as_os_str()]).map(|_| ())
+    destroy(path)
 }
 
 /// Nested subvolumes can be read-only snapshots (for example docker's); deleting their

@@ -1,8 +1,8 @@
 //! The `btrfs` driver: a subvolume per volume, read-only snapshots, cheap clones from
 //! image volumes, qgroup size limits and send/receive streams.
 //!
-//! The pool is either an existing btrfs directory (`source=<dir>`, bind-mounted at the
-//! pool path) or a loop file (`source=<file>` or the default `<data>/disks/<pool>.img`,
+//! The pool is either a btrfs directory (`source=<dir>`, bind-mounted at the pool path;
+//! created as a subvolume when missing and its parent is on btrfs) or a loop file (`source=<file>` or the default `<data>/disks/<pool>.img`,
 //! created sparse with `size=`) formatted and mounted.
 
 mod cmd;
@@ -166,6 +166,12 @@ impl Driver for Btrfs {
 
     fn create_pool(&self) -> Result<BTreeMap<String, String>> {
         let mut stored = BTreeMap::new();
+        // A missing source= on a btrfs filesystem becomes a subvolume there, as in LXD.
+        if let Some(src) = self.spec.config.get("source").filter(|s| !s.is_empty()).map(PathBuf::from) {
+            if !src.exists() && src.parent().map(cmd::is_btrfs).unwrap_or(false) {
+                cmd::subvolume_create(&src)?;
+            }
+        }
         match self.backing() {
             Backing::Dir(dir) => {
                 if !cmd::is_btrfs(&dir) {
