@@ -128,7 +128,8 @@ impl Restore<'_, '_> {
             }
             return self.known_snapshot(snap).map(|s| (Section::Snapshot(s.clone()), format!("backup/{snaps_dir}/{s}")));
         }
-        if name == snaps_dir || name.is_empty() {
+        // LXD's optimized_header.yaml lists nested subvolumes; we restore none, so skip it.
+        if name == snaps_dir || name.is_empty() || name == "optimized_header.yaml" {
             return Err(Error::Invalid(String::from("skip")));
         }
         Err(Error::Invalid(format!("unexpected entry {path:?}")))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 
 use super::util::{self, copy_tree, remove_tree};
 use super::{CopySource, Driver, DriverInfo, DriverStatus, Error, Filler, PoolSpec, Result, Usage};
@@ -130,7 +130,7 @@ impl Driver for Dir {
         if !self.uses_bind_mount() || !util::is_mountpoint(&self.root()) {
             return Ok(false);
         }
-        umount2(&self.root(), MntFlags::empty()).map_err(|e| Error::io("umount", &self.root(), e.into()))?;
+        util::unmount(&self.root())?;
         Ok(true)
     }
 

@@ -190,6 +190,16 @@ pub trait Driver: Send + Sync {
     fn volume_path(&self, vol: &Volume) -> PathBuf {
         vol.path_in(&self.spec().mount_path())
     }
+    /// Bytes the volume's files occupy (blocks allocated; hardlinks once, extents shared
+    /// with snapshots or images counted in full).
+    fn volume_usage(&self, vol: &Volume) -> Result<u64> {
+        vol.validate()?;
+        let path = self.volume_path(vol);
+        if !path.is_dir() {
+            return Err(Error::NotFound { what: "volume", name: vol.name.clone() });
+        }
+        util::disk_usage(&path)
+    }
     /// Whether the volume exists.
     fn volume_exists(&self, vol: &Volume) -> bool {
         self.volume_path(vol).is_dir()

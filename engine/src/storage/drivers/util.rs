@@ -165,6 +165,28 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     }
 }
 
+/// Allocated bytes under `path`, counting each inode once and staying on one filesystem.
+pub fn disk_usage(path: &Path) -> Result<u64> {
+    fn walk(p: &Path, dev: u64, seen: &mut std::collections::HashSet<u64>, total: &mut u64) -> Result<()> {
+        let meta = fs::symlink_metadata(p).map_err(|e| Error::io("stat", p, e))?;
+        if meta.dev() != dev || !seen.insert(meta.ino()) {
+            return Ok(());
+        }
+        *total += meta.blocks() * 512;
+        if meta.is_dir() {
+            for entry in fs::read_dir(p).map_err(|e| Error::io("readdir", p, e))? {
+                let entry = entry.map_err(|e| Error::io("readdir", p, e))?;
+                walk(&entry.path(), dev, seen, total)?;
+            }
+        }
+        Ok(())
+    }
+    let dev = fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?.dev();
+    let mut total = 0;
+    walk(path, dev, &mut std::collections::HashSet::new(), &mut total)?;
+    Ok(total)
+}
+
 /// Creates a directory (and parents) with `mode`; fine if it exists.
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     if path.is_dir() {
@@ -298,6 +320,23 @@ fn unescape_mount(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Unmounts `path`, retrying for a while on EBUSY: a process forked elsewhere in the
+/// daemon may hold a copied descriptor for the instant before it execs (LXD's TryUnmount).
+pub fn unmount(path: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match nix::mount::umount2(path, nix::mount::MntFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if tries < 20 => {
+                tracing::debug!(path = %path.display(), "umount busy, retrying");
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(Error::io("umount", path, e.into())),
+        }
+    }
 }
 
 /// Parses LXD sizes: bytes, or a number with kB/MB/GB/TB (powers of 1000) or

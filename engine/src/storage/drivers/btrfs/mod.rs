@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 
 use super::util::{self, parse_size};
 use super::{CopySource, Driver, DriverInfo, DriverStatus, Error, Filler, PoolSpec, Result, Usage};
@@ -268,7 +268,7 @@ impl Driver for Btrfs {
         if !util::is_mountpoint(&root) {
             return Ok(false);
         }
-        umount2(&root, MntFlags::empty()).map_err(|e| Error::io("umount", &root, e.into()))?;
+        util::unmount(&root)?;
         Ok(true)
     }
 
