@@ -283,3 +283,28 @@ fn failed_unpack_leaves_no_volume_behind() {
 fn util_dir_is_empty(p: &Path) -> bool {
     fs::read_dir(p).unwrap().next().is_none()
 }
+
+#[test]
+fn truncated_and_garbage_archives_fail_without_panicking() {
+    let good = compress(&TarMaker::good_image(), Compression::Gzip);
+    // (A cut gzip trailer alone goes unnoticed by tar; image fingerprints cover that.)
+    for cut in [1, 10, 100, good.len() / 2] {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = unpack_bytes(&good[..cut], tmp.path(), UnpackOptions::default());
+        assert!(matches!(r, Err(Error::Corrupt { .. }) | Err(Error::Io { .. })), "cut at {cut}: {r:?}");
+    }
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(unpack_bytes(&garbage, tmp.path(), UnpackOptions::default()).is_err());
+}
+
+#[test]
+fn rejects_archives_with_too_many_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = TarMaker::new();
+    for i in 0..20 {
+        t.file(&format!("f{i}"), b"");
+    }
+    let opts = UnpackOptions { max_entries: 10, ..UnpackOptions::default() };
+    assert!(matches!(unpack_bytes(&t.finish(), tmp.path(), opts), Err(Error::TooLarge { entry, .. }) if entry == "f10"));
+}
