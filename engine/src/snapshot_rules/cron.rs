@@ -17,10 +17,12 @@ pub struct CronSpec {
     dow_star: bool,
 }
 
-/// A whole `snapshots.schedule` value: zero or more cron specs (empty for `@never`).
+/// A whole `snapshots.schedule` value: zero or more cron specs (empty for `@never`), and
+/// whether `@startup` asks for a snapshot whenever the instance starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     specs: Vec<CronSpec>,
+    startup: bool,
 }
 
 struct Field {
@@ -106,8 +108,13 @@ impl Schedule {
     pub fn parse(spec: &str, subject_id: i64) -> Result<Schedule, Error> {
         let parts: Vec<&str> = if spec.contains(", ") { spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect() } else { vec![spec.trim()] };
         let mut specs = Vec::new();
+        let mut startup = false;
         for part in parts {
             if part.is_empty() || part.eq_ignore_ascii_case("@never") {
+                continue;
+            }
+            if part.eq_ignore_ascii_case("@startup") {
+                startup = true;
                 continue;
             }
             let lower = part.to_ascii_lowercase();
@@ -123,7 +130,7 @@ impl Schedule {
             };
             specs.push(CronSpec::parse(&expanded)?);
         }
-        Ok(Schedule { specs })
+        Ok(Schedule { specs, startup })
     }
 
     /// Whether a snapshot is due in the minute of `now` (LXD `snapshotIsScheduledNow`).
@@ -138,7 +145,12 @@ impl Schedule {
 
     /// Whether nothing is ever scheduled (`@never` or empty).
     pub fn is_never(&self) -> bool {
-        self.specs.is_empty()
+        self.specs.is_empty() && !self.startup
+    }
+
+    /// Whether a snapshot is due when the instance starts (`@startup`).
+    pub fn on_startup(&self) -> bool {
+        self.startup
     }
 }
 
@@ -259,6 +271,9 @@ mod tests {
     #[test]
     fn lxd_aliases_and_lists() {
         assert!(Schedule::parse("@never", 1).unwrap().is_never());
+        let startup = Schedule::parse("@startup, @hourly", 1).unwrap();
+        assert!(startup.on_startup() && !startup.is_never());
+        assert!(!Schedule::parse("@hourly", 1).unwrap().on_startup());
         let (m, h) = obfuscated_time(42);
         let daily = Schedule::parse("@daily", 42).unwrap();
         assert!(daily.matches(t(2024, 3, 3, h, m)));
