@@ -8,10 +8,16 @@
 //! - `operations`, `events`: background operations and the `/1.0/events` hub.
 //! - `config`: the validation catalogue (key tables, device rules, names, cpusets, idmaps).
 //! - `filter`: LXD's `?filter=` language.
+//! - `storage`: pool drivers (dir, btrfs) behind one `Driver` trait and a static registry.
+//! - `image`: image upload/fingerprint, safe unpacking into image volumes, export, publish.
+//! - `backup`: instance/volume backup tarballs (streamed export, safe import, btrfs send).
+//! - `snapshot_rules`: refresh comparison, snapshot names, expiry and schedules (pure).
 //! - `client`: a minimal HTTP client over the unix socket (CLI subcommands, tests).
 //! - `error`: the daemon error and its HTTP status mapping.
+//! - `testsupport`: test tiers and the skip-or-fail rule.
 
 pub mod api;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -19,6 +25,9 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod filter;
+pub mod image;
 pub mod model;
 pub mod operations;
+pub mod snapshot_rules;
+pub mod storage;
 pub mod testsupport;

@@ -194,29 +194,3 @@ pub fn next_interface_hwaddr(taken: &HashSet<String>) -> String {
 pub fn is_live_updatable(key: &str) -> bool {
     instance_keys::is_live_updatable(key)
 }
-
-/// Parses an LXD byte size ("512MB", "1GiB", "100kB", plain bytes).
-pub fn parse_byte_size(value: &str) -> Result<u64, ConfigError> {
-    let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().map_err(|_| ConfigError::Other(format!("Invalid size \"{value}\"")))?;
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "kB" => 1000,
-        "MB" => 1000u64.pow(2),
-        "GB" => 1000u64.pow(3),
-        "TB" => 1000u64.pow(4),
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        _ => return Err(ConfigError::Other(format!("Invalid size \"{value}\""))),
-    };
-    n.checked_mul(mult).ok_or_else(|| ConfigError::Other(format!("Invalid size \"{value}\"")))
-}
-
-/// LXD's boolean truth: true, 1, yes, on (case-insensitive).
-pub fn is_true(value: &str) -> bool {
-    matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
-}
