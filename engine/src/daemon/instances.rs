@@ -139,7 +139,7 @@ impl Daemon {
             }
         }
         let now = Utc::now();
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         if !m.projects.contains_key(project) {
             return Err(Error::not_found(format!("Project \"{project}\" not found")));
@@ -168,18 +168,20 @@ impl Daemon {
         m.validate_instance(&inst)?;
         inst.config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         m.fill_volatile(&mut inst)?;
+        let guard = self.create_empty_root(&m, &inst)?;
         drop(m);
         let key = scoped_key(project, &name);
         tx.commit(|db| db.put(&tables::INSTANCES, &key, &inst), |m| {
             m.instances.insert(key.clone(), inst.clone());
         })?;
+        guard.disarm();
         self.events.lifecycle(project, "instance-created", &Model::instance_url(project, &name), json!({}));
         Ok(name)
     }
 
     /// Replaces an instance's writable fields. Volatile keys absent from the request are kept.
     pub fn update_instance(&self, project: &str, name: &str, upd: InstanceUpdate) -> Result<()> {
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let old = m
             .instance(project, name)
@@ -220,7 +222,7 @@ impl Daemon {
 
     /// Deletes a stopped instance.
     pub fn delete_instance(&self, project: &str, name: &str) -> Result<()> {
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let inst = m.instance(project, name).ok_or_else(|| Error::not_found(format!("Instance \"{name}\" not found")))?;
         if m.power(project, name) != PowerState::Stopped {
@@ -229,12 +231,16 @@ impl Daemon {
         if inst.config.get("security.protection.delete").is_some_and(|v| config::is_true(v)) {
             return Err(Error::bad("Instance is protected"));
         }
+        let inst = inst.clone();
+        let pool = m.root_pool(&inst).ok();
         drop(m);
         let key = scoped_key(project, name);
         tx.commit(|db| db.delete(&tables::INSTANCES, &key), |m| {
             m.instances.remove(&key);
             m.power.remove(&key);
         })?;
+        // The record is gone (acknowledged); a crash now leaves at most a stray volume.
+        self.delete_root(pool.as_deref(), &inst);
         self.events.lifecycle(project, "instance-deleted", &Model::instance_url(project, name), json!({}));
         Ok(())
     }
@@ -242,7 +248,7 @@ impl Daemon {
     /// Renames a stopped instance.
     pub fn rename_instance(&self, project: &str, name: &str, new: &str) -> Result<()> {
         config::valid_instance_name(new)?;
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let mut inst = m
             .instance(project, name)
@@ -254,10 +260,12 @@ impl Daemon {
         if m.instance(project, new).is_some() {
             return Err(Error::conflict(format!("Name \"{new}\" already in use")));
         }
+        self.rename_root(&m, &inst, new)?;
+        let old_inst = inst.clone();
         drop(m);
         inst.name = new.to_string();
         let (old_key, new_key) = (scoped_key(project, name), scoped_key(project, new));
-        tx.commit(
+        let res = tx.commit(
             |db| {
                 db.delete(&tables::INSTANCES, &old_key)?;
                 db.put(&tables::INSTANCES, &new_key, &inst)
@@ -266,7 +274,13 @@ impl Daemon {
                 m.instances.remove(&old_key);
                 m.instances.insert(new_key.clone(), inst.clone());
             },
-        )?;
+        );
+        if let Err(e) = res {
+            // Put the volume back under its old name: the record still has it.
+            let m = tx.model();
+            let _ = self.rename_root(&m, &inst, &old_inst.name);
+            return Err(e);
+        }
         self.events.lifecycle(project, "instance-renamed", &Model::instance_url(project, new), json!({"old_name": name}));
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! holds anything that is not durable.
 
 mod instances;
+mod pools;
 mod profiles;
 mod projects;
 
@@ -20,6 +21,7 @@ use crate::events::EventHub;
 use crate::model::{scoped_key, ConfigMap, InstanceRecord, Profile, Project};
 use crate::operations::Operations;
 
+pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
 
 /// Runtime status of an instance, as LXD reports it.
@@ -137,6 +139,7 @@ pub struct Daemon {
     pub ops: Operations,
     pub started: std::time::Instant,
     shutdown: tokio::sync::watch::Sender<bool>,
+    pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
 }
 
 /// A mutation in progress: holds the write mutex and a view of the model.
@@ -152,8 +155,10 @@ impl Txn<'_> {
     }
 
     /// Commits `db` changes in one redb transaction, then applies `apply` to the model.
+    /// Taking `&mut self` means no model read guard from [`Txn::model`] can still be
+    /// alive here, which would deadlock on the write lock.
     pub fn commit<R>(
-        &self,
+        &mut self,
         db: impl FnOnce(&WriteTx<'_>) -> std::result::Result<(), crate::db::DbError>,
         apply: impl FnOnce(&mut Model) -> R,
     ) -> Result<R> {
@@ -176,7 +181,7 @@ impl Daemon {
         model.projects = db.all(&tables::PROJECTS)?.into_iter().collect();
         model.profiles = db.all(&tables::PROFILES)?.into_iter().collect();
         model.instances = db.all(&tables::INSTANCES)?.into_iter().collect();
-        Ok(Daemon {
+        let daemon = Daemon {
             data_dir: data_dir.to_path_buf(),
             db,
             model: RwLock::new(model),
@@ -185,7 +190,11 @@ impl Daemon {
             events,
             started: std::time::Instant::now(),
             shutdown: tokio::sync::watch::channel(false).0,
-        })
+            pools: RwLock::new(BTreeMap::new()),
+        };
+        daemon.ensure_default_pool()?;
+        daemon.load_pools()?;
+        Ok(daemon)
     }
 
     /// Asks the daemon to shut down gracefully.
@@ -220,7 +229,7 @@ impl Daemon {
     /// Replaces the server config (`PUT /1.0`), validated.
     pub fn set_server_config(&self, config: ConfigMap) -> Result<()> {
         config::validate_server_config(&config)?;
-        let tx = self.txn();
+        let mut tx = self.txn();
         tx.commit(|db| db.put(&tables::SERVER, "config", &config), |m| m.server = config.clone())?;
         self.events.lifecycle("default", "config-updated", "/1.0", serde_json::json!({}));
         Ok(())

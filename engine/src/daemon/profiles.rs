@@ -53,7 +53,7 @@ impl Daemon {
     pub fn create_profile(&self, project: &str, profile: Profile) -> Result<()> {
         valid_profile_name(&profile.name)?;
         Self::validate_profile(&profile.config, &profile.devices)?;
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         if !m.projects.contains_key(project) {
             return Err(Error::not_found(format!("Project \"{project}\" not found")));
@@ -75,7 +75,7 @@ impl Daemon {
     /// using it would become invalid.
     pub fn update_profile(&self, project: &str, name: &str, description: String, config: ConfigMap, devices: Devices) -> Result<()> {
         Self::validate_profile(&config, &devices)?;
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let owner = m.profile_project(project).to_string();
         let key = scoped_key(&owner, name);
@@ -107,7 +107,7 @@ impl Daemon {
         if name == "default" {
             return Err(Error::Forbidden("The \"default\" profile cannot be deleted".into()));
         }
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let key = scoped_key(m.profile_project(project), name);
         if !m.profiles.contains_key(&key) {
@@ -130,7 +130,7 @@ impl Daemon {
             return Err(Error::Forbidden("The \"default\" profile cannot be renamed".into()));
         }
         valid_profile_name(new)?;
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let owner = m.profile_project(project).to_string();
         let key = scoped_key(&owner, name);

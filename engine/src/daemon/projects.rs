@@ -128,7 +128,7 @@ impl Daemon {
             config.entry(k.to_string()).or_insert_with(|| "true".into());
         }
         let project = Project { name: name.into(), description: description.into(), config };
-        let tx = self.txn();
+        let mut tx = self.txn();
         if tx.model().projects.contains_key(name) {
             return Err(Error::conflict(format!("Project \"{name}\" already exists")));
         }
@@ -156,7 +156,7 @@ impl Daemon {
     /// Replaces a project's description and config.
     pub fn update_project(&self, name: &str, description: &str, config: ConfigMap) -> Result<()> {
         validate_project_config(&config)?;
-        let tx = self.txn();
+        let mut tx = self.txn();
         let mut project = tx
             .model()
             .projects
@@ -188,7 +188,7 @@ impl Daemon {
         if name == "default" {
             return Err(Error::Forbidden("The 'default' project cannot be deleted".into()));
         }
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         if !m.projects.contains_key(name) {
             return Err(Error::not_found(format!("Project \"{name}\" not found")));
@@ -219,7 +219,7 @@ impl Daemon {
         if new.is_empty() || new.contains('/') || new.contains(' ') || new.contains('_') {
             return Err(Error::bad(format!("Invalid project name \"{new}\"")));
         }
-        let tx = self.txn();
+        let mut tx = self.txn();
         let m = tx.model();
         let mut project =
             m.projects.get(name).cloned().ok_or_else(|| Error::not_found(format!("Project \"{name}\" not found")))?;

@@ -65,6 +65,8 @@ pub mod tables {
     pub const PROFILES: Table<Profile> = Table::new("profiles");
     /// Instances by `project/name`.
     pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
+    /// Storage pools by name.
+    pub const POOLS: Table<crate::daemon::PoolRecord> = Table::new("pools");
 }
 
 /// The open database.
