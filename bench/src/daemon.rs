@@ -36,6 +36,9 @@ pub struct StartTimes {
     pub first_ok: Duration,
     /// First `GET /1.0/instances` that listed every expected instance.
     pub listed: Duration,
+    /// First `GET /internal/ready` that answered 200 (what `lxd waitready` polls);
+    /// `None` when the daemon has no such endpoint (404).
+    pub internal_ready: Option<Duration>,
 }
 
 impl Daemon {
@@ -104,7 +107,16 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
-        Ok(StartTimes { first_ok, listed })
+        let internal_ready = loop {
+            let r = self.conn().await?.request(hyper::Method::GET, "/internal/ready", None).await?;
+            match r.status {
+                200 => break Some(t0.elapsed()),
+                404 => break None,
+                _ if t0.elapsed() > PATIENCE => bail!("{} not ready within {PATIENCE:?}", self.label),
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        Ok(StartTimes { first_ok, listed, internal_ready })
     }
 
     /// SIGTERM to the serving process, then waits for it to exit. For LXD this leaves

@@ -71,20 +71,26 @@ async fn starts(args: &Args, daemons: &mut [Daemon], report: &mut Report, expect
     log(format!("restarts, {label} (load {})", procfs::loadavg()));
     let mut first = vec![Vec::new(); daemons.len()];
     let mut listed = vec![Vec::new(); daemons.len()];
+    let mut ready = vec![Vec::new(); daemons.len()];
     for _ in 0..args.restarts {
         for (i, d) in daemons.iter_mut().enumerate() {
             d.stop().await?;
             // Let the other daemon's post-start work (and the page cache) calm down.
             tokio::time::sleep(Duration::from_secs(1)).await;
             let t = d.start(expect).await?;
-            log(format!("  {} ready in {:.1} ms, listed in {:.1} ms", d.label, ms(t.first_ok), ms(t.listed)));
+            let internal = t.internal_ready.map_or("-".to_string(), |r| format!("{:.1}", ms(r)));
+            log(format!("  {} answers in {:.1} ms, lists in {:.1} ms, /internal/ready {internal} ms", d.label, ms(t.first_ok), ms(t.listed)));
             first[i].push(ms(t.first_ok));
             listed[i].push(ms(t.listed));
+            ready[i].extend(t.internal_ready.map(ms));
         }
     }
     let goal = if expect > 0 { Some(100.0) } else { None };
     report.add(format!("start → first `GET /1.0` 200, {label}"), "ms", goal, summaries(&first));
     report.add(format!("start → `GET /1.0/instances` lists all, {label}"), "ms", None, summaries(&listed));
+    if ready.iter().any(|r| !r.is_empty()) {
+        report.add(format!("start → `GET /internal/ready` 200 (`lxd waitready`), {label}"), "ms", None, summaries(&ready));
+    }
     report.note(format!("load average after the restarts, {label}: {}", procfs::loadavg()));
     Ok(())
 }
@@ -130,7 +136,12 @@ async fn populate(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> a
 
 /// Times `uri` `count` times per daemon, alternating, after a warm-up; notes the CPU
 /// time each daemon spent per request and the response size.
-async fn timed_gets(daemons: &mut [Daemon], report: &mut Report, uri: &str, count: usize) -> anyhow::Result<Vec<Vec<f64>>> {
+async fn timed_gets(
+    daemons: &mut [Daemon],
+    report: &mut Report,
+    uri: &str,
+    count: usize,
+) -> anyhow::Result<(Vec<Vec<f64>>, Vec<Option<Summary>>)> {
     let mut pids = Vec::new();
     let mut sizes = Vec::new();
     for d in daemons.iter_mut() {
@@ -149,28 +160,29 @@ async fn timed_gets(daemons: &mut [Daemon], report: &mut Report, uri: &str, coun
             times[i].push(ms(d.conn().await?.get_ok(uri).await?.elapsed));
         }
     }
-    let cpu: Vec<String> = pids
+    let cpu: Vec<Option<Summary>> = pids
         .iter()
         .zip(&cpu0)
-        .zip(daemons.iter())
-        .map(|((p, c0), d)| format!("{} {:.3} ms", d.label, (procfs::cpu_ns(*p).saturating_sub(*c0)) as f64 / 1e6 / count as f64))
+        .map(|(p, c0)| Summary::of(&[procfs::cpu_ns(*p).saturating_sub(*c0) as f64 / 1e6 / count as f64]))
         .collect();
-    report.note(format!("`{uri}`: response {}; daemon CPU per request {}; load before {load}", sizes.join(", "), cpu.join(", ")));
-    Ok(times)
+    report.note(format!("`{uri}`: response body {}; load average before {load}, after {}", sizes.join(", "), procfs::loadavg()));
+    Ok((times, cpu))
 }
 
 /// The request latencies on one kept-alive connection per daemon.
 async fn requests(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> anyhow::Result<()> {
     let n = args.instances;
     log(format!("GET /1.0 x{} (load {})", args.ping_samples, procfs::loadavg()));
-    let t = timed_gets(daemons, report, "/1.0", args.ping_samples).await?;
+    let (t, cpu) = timed_gets(daemons, report, "/1.0", args.ping_samples).await?;
     report.add(format!("`GET /1.0`, kept-alive connection, {n} records"), "ms", Some(0.1), summaries(&t));
+    report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
     let lists: [(&str, Option<f64>); 3] =
         [("/1.0/instances", None), ("/1.0/instances?recursion=1", Some(8.0)), ("/1.0/instances?recursion=2", Some(15.0))];
     for (uri, goal) in lists {
         log(format!("GET {uri} x{} (load {})", args.samples, procfs::loadavg()));
-        let t = timed_gets(daemons, report, uri, args.samples).await?;
+        let (t, cpu) = timed_gets(daemons, report, uri, args.samples).await?;
         report.add(format!("`GET {uri}`, {n} records"), "ms", goal, summaries(&t));
+        report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
     }
     Ok(())
 }
