@@ -187,6 +187,42 @@ async fn requests(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> a
     Ok(())
 }
 
+/// The volatile keys LXD 5.0.2 writes into an empty (`source: none`) container, with
+/// values of the same length, so berthd's records can be given LXD's size.
+fn lxd_volatile_keys(n: usize) -> serde_json::Value {
+    let idmap = r#"[{"Isuid":true,"Isgid":false,"Hostid":100000,"Nsid":0,"Maprange":10000001},{"Isuid":false,"Isgid":true,"Hostid":100000,"Nsid":0,"Maprange":10000001}]"#;
+    json!({
+        "volatile.apply_template": "create",
+        "volatile.cloud-init.instance-id": format!("00000000-0000-4000-8000-{n:012}"),
+        "volatile.idmap.base": "0",
+        "volatile.idmap.next": idmap,
+        "volatile.last_state.idmap": "[]",
+    })
+}
+
+/// Gives berthd's records LXD's shape (a root disk in the default profile, LXD's
+/// volatile keys) and times the recursive lists again, so the comparison also holds
+/// at equal response size. Only the first daemon (berthd) is changed.
+async fn shaped(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> anyhow::Result<()> {
+    let n = args.instances;
+    log(format!("shaping berthd's records like LXD's (load {})", procfs::loadavg()));
+    let b = daemons.first_mut().ok_or_else(|| anyhow::anyhow!("no daemon"))?;
+    let c = b.conn().await?;
+    let root = json!({"devices": {"root": {"path": "/", "pool": "default", "type": "disk"}}});
+    c.mutate(Method::PATCH, "/1.0/profiles/default", Some(&root)).await?;
+    for i in 1..=n {
+        let body = json!({"config": lxd_volatile_keys(i)});
+        c.mutate(Method::PATCH, &format!("/1.0/instances/{PREFIX}{i}"), Some(&body)).await?;
+    }
+    for (uri, goal) in [("/1.0/instances?recursion=1", Some(8.0)), ("/1.0/instances?recursion=2", Some(15.0))] {
+        log(format!("GET {uri} x{} (load {})", args.samples, procfs::loadavg()));
+        let (t, cpu) = timed_gets(daemons, report, uri, args.samples).await?;
+        report.add(format!("`GET {uri}`, {n} records, berthd's shaped like LXD's"), "ms", goal, summaries(&t));
+        report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
+    }
+    Ok(())
+}
+
 /// The whole measurement, in order.
 pub async fn run(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> anyhow::Result<()> {
     prepare(daemons, report).await?;
@@ -197,6 +233,7 @@ pub async fn run(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> an
     rss(args, daemons, report, &format!("{} records, after the list requests", args.instances)).await?;
     starts(args, daemons, report, args.instances).await?;
     rss(args, daemons, report, &format!("idle after start, {} records", args.instances)).await?;
+    shaped(args, daemons, report).await?;
     Ok(())
 }
 
