@@ -32,6 +32,9 @@ pub struct Args {
     /// LXD's unix socket.
     #[arg(long, default_value = "/var/lib/lxd/unix.socket")]
     lxd_socket: PathBuf,
+    /// LXD's state directory (its database size goes into the report).
+    #[arg(long, default_value = "/var/lib/lxd")]
+    lxd_dir: PathBuf,
     /// How to exec LXD in the foreground (what the anchor's start-lxd.sh runs).
     #[arg(long, default_value = "/usr/bin/lxd --group root --logfile=/var/log/lxd/lxd.log")]
     lxd_exec: String,
@@ -69,7 +72,7 @@ fn env_header(args: &Args) -> Vec<String> {
         .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    vec![
+    let mut h = vec![
         format!("date: {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")),
         format!("machine: {cpu}, {cpus} CPUs, {mem} kB RAM, kernel {}", kernel.trim()),
         format!(
@@ -77,7 +80,16 @@ fn env_header(args: &Args) -> Vec<String> {
             args.instances, args.samples, args.ping_samples, args.restarts
         ),
         format!("load average at start: {}", procfs::loadavg()),
-    ]
+    ];
+    if !args.no_lxd {
+        let db = args.lxd_dir.join("database");
+        h.push(format!(
+            "LXD database at start: {:.0} MiB in {} (dqlite replays its raft segments at start: LXD's start time and RSS grow with its history)",
+            procfs::du(&db) as f64 / 1048576.0,
+            db.display()
+        ));
+    }
+    h
 }
 
 fn split_words(s: &str) -> Vec<String> {

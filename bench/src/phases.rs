@@ -153,7 +153,7 @@ async fn timed_gets(
         sizes.push(format!("{} {size} B", d.label));
     }
     let load = procfs::loadavg();
-    let cpu0: Vec<u64> = pids.iter().map(|p| procfs::cpu_ns(*p)).collect();
+    let cpu0: Vec<_> = pids.iter().map(|p| procfs::cpu_threads(*p)).collect();
     let mut times = vec![Vec::with_capacity(count); daemons.len()];
     for _ in 0..count {
         for (i, d) in daemons.iter_mut().enumerate() {
@@ -163,7 +163,7 @@ async fn timed_gets(
     let cpu: Vec<Option<Summary>> = pids
         .iter()
         .zip(&cpu0)
-        .map(|(p, c0)| Summary::of(&[procfs::cpu_ns(*p).saturating_sub(*c0) as f64 / 1e6 / count as f64]))
+        .map(|(p, c0)| Summary::of(&[procfs::cpu_delta(c0, &procfs::cpu_threads(*p)) as f64 / 1e6 / count as f64]))
         .collect();
     report.note(format!("`{uri}`: response body {}; load average before {load}, after {}", sizes.join(", "), procfs::loadavg()));
     Ok((times, cpu))

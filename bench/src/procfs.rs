@@ -69,13 +69,35 @@ pub fn pids_named(name: &str) -> Vec<u32> {
     all_procs().into_iter().filter(|(_, _, c)| c == name).map(|(p, _, _)| p).collect()
 }
 
-/// CPU time the process has used so far, in nanoseconds: the sum over its threads of
-/// the first field of `schedstat` (ns precision, unlike the 10 ms ticks of `stat`).
-pub fn cpu_ns(pid: u32) -> u64 {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+/// CPU time per thread so far, in nanoseconds: the first field of each thread's
+/// `schedstat` (ns precision, unlike the 10 ms ticks of `stat`).
+pub fn cpu_threads(pid: u32) -> HashMap<u32, u64> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else { return HashMap::new() };
     dir.flatten()
-        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let ns = fs::read_to_string(t.path().join("schedstat")).ok()?.split_whitespace().next()?.parse().ok()?;
+            Some((tid, ns))
+        })
+        .collect()
+}
+
+/// CPU used between two [`cpu_threads`] snapshots. Only threads alive at the end
+/// count: a thread that exited in between (tokio retires idle blocking threads after
+/// 10 s) would otherwise subtract its whole lifetime's CPU.
+pub fn cpu_delta(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
+    after.iter().map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum()
+}
+
+/// Size of a directory tree in bytes (files only).
+pub fn du(path: &std::path::Path) -> u64 {
+    let Ok(dir) = fs::read_dir(path) else { return 0 };
+    dir.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => du(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
         .sum()
 }
 
@@ -104,7 +126,17 @@ mod tests {
         let m = mem_of(me).unwrap();
         assert!(m.rss_kb > 0);
         assert!(alive(me));
-        assert!(cpu_ns(me) > 0);
+        let a = cpu_threads(me);
+        // Busy for 30 ms, then sleep: schedstat is brought up to date at a switch.
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(30) {
+            std::hint::black_box(t.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(cpu_delta(&a, &cpu_threads(me)) > 0);
+        let mut gone = a.clone();
+        gone.insert(u32::MAX, 1 << 40);
+        assert_eq!(cpu_delta(&gone, &a), 0, "an exited thread must not count");
         assert!(tree_mem(me).unwrap().rss_kb >= m.rss_kb);
         assert_eq!(field_kb("VmRSS:\t  1234 kB\n", "VmRSS:"), Some(1234));
     }
