@@ -25,6 +25,8 @@ pub struct Daemon {
     argv: Vec<String>,
     /// Where the daemon's stdout/stderr go.
     log: PathBuf,
+    /// Extra environment for the daemon (experiments such as `MALLOC_ARENA_MAX=1`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     conn: Option<Conn>,
 }
@@ -43,7 +45,7 @@ pub struct StartTimes {
 
 impl Daemon {
     pub fn new(label: &'static str, socket: PathBuf, argv: Vec<String>, log: PathBuf) -> Daemon {
-        Daemon { label, socket, argv, log, child: None, conn: None }
+        Daemon { label, socket, argv, log, env: Vec::new(), child: None, conn: None }
     }
 
     /// The kept-alive connection, opened on first use.
@@ -78,7 +80,7 @@ impl Daemon {
         let log = OpenOptions::new().create(true).append(true).open(&self.log).with_context(|| format!("{}", self.log.display()))?;
         let (prog, args) = self.argv.split_first().ok_or_else(|| anyhow!("empty command"))?;
         let mut cmd = Command::new(prog);
-        cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
+        cmd.args(args).envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).process_group(0);
         let t0 = Instant::now();
         let child = cmd.spawn().with_context(|| format!("exec {prog}"))?;
         self.child = Some(child);

@@ -26,6 +26,9 @@ pub struct Args {
     /// The berthd binary to measure.
     #[arg(long, default_value = "target/release/berthd")]
     berthd: PathBuf,
+    /// Extra environment for berthd, `KEY=VALUE` (repeatable), e.g. MALLOC_ARENA_MAX=1.
+    #[arg(long = "berthd-env", value_name = "KEY=VALUE")]
+    berthd_env: Vec<String>,
     /// berthd data directory; wiped at the start and at the end.
     #[arg(long, default_value = "/tmp/berth-bench")]
     berth_dir: PathBuf,
@@ -81,6 +84,9 @@ fn env_header(args: &Args) -> Vec<String> {
         ),
         format!("load average at start: {}", procfs::loadavg()),
     ];
+    if !args.berthd_env.is_empty() {
+        h.push(format!("berthd environment: {}", args.berthd_env.join(" ")));
+    }
     if !args.no_lxd {
         let db = args.lxd_dir.join("database");
         h.push(format!(
@@ -109,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
         vec![berthd.display().to_string(), "--data-dir".into(), data.display().to_string()],
         args.berth_dir.join("berthd.log"),
     )];
+    for kv in &args.berthd_env {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--berthd-env {kv}: expected KEY=VALUE"))?;
+        daemons[0].env.push((k.to_string(), v.to_string()));
+    }
     if !args.no_lxd {
         daemons.push(Daemon::new("LXD", args.lxd_socket.clone(), split_words(&args.lxd_exec), "/var/log/lxd/lxd.stdout".into()));
     }
