@@ -134,13 +134,16 @@ async fn populate(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> a
     Ok(())
 }
 
-/// Times `uri` `count` times per daemon, alternating, after a warm-up; notes the CPU
-/// time each daemon spent per request and the response size.
+/// Times `uri` `count` times per daemon after a warm-up, alternating between the
+/// daemons every `block` requests (1: request by request; larger: back-to-back runs,
+/// as a client doing many calls in a row sees them). Notes the response size and
+/// returns the latencies and the daemons' CPU time per request.
 async fn timed_gets(
     daemons: &mut [Daemon],
     report: &mut Report,
     uri: &str,
     count: usize,
+    block: usize,
 ) -> anyhow::Result<(Vec<Vec<f64>>, Vec<Option<Summary>>)> {
     let mut pids = Vec::new();
     let mut sizes = Vec::new();
@@ -155,9 +158,13 @@ async fn timed_gets(
     let load = procfs::loadavg();
     let cpu0: Vec<_> = pids.iter().map(|p| procfs::cpu_threads(*p)).collect();
     let mut times = vec![Vec::with_capacity(count); daemons.len()];
-    for _ in 0..count {
+    let block = block.clamp(1, count.max(1));
+    for _ in 0..count.div_ceil(block) {
         for (i, d) in daemons.iter_mut().enumerate() {
-            times[i].push(ms(d.conn().await?.get_ok(uri).await?.elapsed));
+            let c = d.conn().await?;
+            for _ in 0..block.min(count - times[i].len()) {
+                times[i].push(ms(c.get_ok(uri).await?.elapsed));
+            }
         }
     }
     let cpu: Vec<Option<Summary>> = pids
@@ -173,14 +180,17 @@ async fn timed_gets(
 async fn requests(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> anyhow::Result<()> {
     let n = args.instances;
     log(format!("GET /1.0 x{} (load {})", args.ping_samples, procfs::loadavg()));
-    let (t, cpu) = timed_gets(daemons, report, "/1.0", args.ping_samples).await?;
-    report.add(format!("`GET /1.0`, kept-alive connection, {n} records"), "ms", Some(0.1), summaries(&t));
+    let (t, cpu) = timed_gets(daemons, report, "/1.0", args.ping_samples, 1).await?;
+    report.add(format!("`GET /1.0`, kept-alive connection, {n} records, interleaved"), "ms", Some(0.1), summaries(&t));
+    report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
+    let (t, cpu) = timed_gets(daemons, report, "/1.0", args.ping_samples, 100).await?;
+    report.add(format!("`GET /1.0`, kept-alive connection, {n} records, back-to-back blocks of 100"), "ms", Some(0.1), summaries(&t));
     report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
     let lists: [(&str, Option<f64>); 3] =
         [("/1.0/instances", None), ("/1.0/instances?recursion=1", Some(8.0)), ("/1.0/instances?recursion=2", Some(15.0))];
     for (uri, goal) in lists {
         log(format!("GET {uri} x{} (load {})", args.samples, procfs::loadavg()));
-        let (t, cpu) = timed_gets(daemons, report, uri, args.samples).await?;
+        let (t, cpu) = timed_gets(daemons, report, uri, args.samples, 1).await?;
         report.add(format!("`GET {uri}`, {n} records"), "ms", goal, summaries(&t));
         report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
     }
@@ -216,7 +226,7 @@ async fn shaped(args: &Args, daemons: &mut [Daemon], report: &mut Report) -> any
     }
     for (uri, goal) in [("/1.0/instances?recursion=1", Some(8.0)), ("/1.0/instances?recursion=2", Some(15.0))] {
         log(format!("GET {uri} x{} (load {})", args.samples, procfs::loadavg()));
-        let (t, cpu) = timed_gets(daemons, report, uri, args.samples).await?;
+        let (t, cpu) = timed_gets(daemons, report, uri, args.samples, 1).await?;
         report.add(format!("`GET {uri}`, {n} records, berthd's shaped like LXD's"), "ms", goal, summaries(&t));
         report.add("… daemon CPU time per request (mean)", "ms", None, cpu);
     }
