@@ -132,6 +132,7 @@ impl Daemon {
             },
         };
         self.conn = None;
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         let ret = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
         if ret != 0 {
             bail!("kill {pid}: {}", std::io::Error::last_os_error());
