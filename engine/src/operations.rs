@@ -180,7 +180,9 @@ impl Operation {
         }
         self.emit();
         if status.is_final() {
-            let _ = self.done.send(true);
+            // send_replace: `send` drops the value when nobody is subscribed yet, and a
+            // later `wait` on a synchronously completed operation would then hang.
+            self.done.send_replace(true);
         }
     }
 
@@ -374,6 +376,16 @@ mod tests {
         assert_eq!(op2.status(), Status::Failure);
         assert_eq!(op2.render()["err"], "boom");
         assert!(ops.get(&op2.id).is_some());
+    }
+
+    #[tokio::test]
+    async fn wait_on_a_completed_operation_returns_at_once() {
+        let ops = Operations::new(EventHub::new());
+        let op = ops.completed(OpSpec::task("t", "default", "instances", vec![]));
+        let t = std::time::Instant::now();
+        op.wait(Some(Duration::from_secs(5))).await;
+        assert!(t.elapsed() < Duration::from_secs(1), "wait took {:?}", t.elapsed());
+        assert_eq!(op.status(), Status::Success);
     }
 
     #[tokio::test]
