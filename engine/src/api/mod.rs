@@ -1,6 +1,8 @@
 //! The LXD REST API over hyper. This layer only parses requests into calls on the
 //! [`Daemon`](crate::daemon::Daemon) and renders replies; one file per resource.
 
+pub mod auth;
+mod certificates;
 mod events;
 mod instances;
 mod operations;
@@ -9,6 +11,7 @@ mod projects;
 pub mod response;
 mod server;
 pub mod listener;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +40,10 @@ pub struct Ctx {
     body: Option<Incoming>,
     /// Whether the request came over the unix socket (root/group only).
     pub local: bool,
+    /// What the caller may do.
+    pub trust: auth::Trust,
+    /// The HTTPS peer (None on the unix socket).
+    pub remote: Option<auth::Remote>,
 }
 
 impl Ctx {
@@ -117,8 +124,26 @@ pub fn etag_of(v: &serde_json::Value) -> String {
     hex::encode(sha2::Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
 }
 
-/// Serves one request.
+/// Serves one request from the unix socket (`local`, always trusted) or from an
+/// unidentified peer (untrusted).
 pub async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>, local: bool) -> Response<Body> {
+    let trust = if local { auth::Trust::Trusted { projects: None } } else { auth::Trust::Untrusted };
+    dispatch(daemon, req, local, trust, None).await
+}
+
+/// Serves one request from an HTTPS client, trusted by its certificate's fingerprint.
+pub async fn handle_remote(daemon: Arc<Daemon>, req: Request<Incoming>, remote: auth::Remote) -> Response<Body> {
+    let trust = auth::Trust::of_fingerprint(&daemon.model(), remote.fingerprint.as_deref());
+    dispatch(daemon, req, false, trust, Some(remote)).await
+}
+
+async fn dispatch(
+    daemon: Arc<Daemon>,
+    req: Request<Incoming>,
+    local: bool,
+    trust: auth::Trust,
+    remote: Option<auth::Remote>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
     let segs: Vec<String> = path
@@ -128,7 +153,7 @@ pub async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>, local: bool) ->
         .collect();
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
-    let ctx = Ctx { daemon, method, query, parts, body: Some(body), local };
+    let ctx = Ctx { daemon, method, query, parts, body: Some(body), local, trust, remote };
     let res = route(ctx, &segs).await;
     match res {
         Ok(r) => r.into_response(),
@@ -143,7 +168,8 @@ pub async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>, local: bool) ->
 
 async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    match s.as_slice() {
+    let listing_filter = auth::authorize(&ctx, &s)?;
+    let reply = match s.as_slice() {
         [] => Ok(Reply::Sync(serde_json::json!(["/1.0"]))),
         ["1.0"] => server::root(ctx).await,
         ["internal", "shutdown"] => server::shutdown(ctx).await,
@@ -152,8 +178,10 @@ async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
         ["1.0", "projects", rest @ ..] => projects::route(ctx, rest).await,
         ["1.0", "profiles", rest @ ..] => profiles::route(ctx, rest).await,
         ["1.0", "instances", rest @ ..] => instances::route(ctx, rest).await,
+        ["1.0", "certificates", rest @ ..] => certificates::route(ctx, rest).await,
         _ => Err(Error::not_found("not found")),
-    }
+    }?;
+    Ok(auth::filter_listing(reply, listing_filter))
 }
 
 /// Builds a response with a content type.

@@ -5,9 +5,11 @@
 //! model, commits one redb transaction, and only then updates the model, so the model never
 //! holds anything that is not durable.
 
+pub mod certificates;
 mod instances;
 mod profiles;
 mod projects;
+pub mod trust;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub struct Model {
     pub instances: BTreeMap<String, InstanceRecord>,
     /// Runtime status by `project/name`; absent means stopped.
     pub power: HashMap<String, PowerState>,
+    /// Trusted client certificates by SHA-256 fingerprint.
+    pub certificates: BTreeMap<String, certificates::Certificate>,
 }
 
 impl Model {
@@ -136,6 +140,8 @@ pub struct Daemon {
     pub events: EventHub,
     pub ops: Operations,
     pub started: std::time::Instant,
+    /// Server identity, password attempts, HTTPS listener.
+    pub trust: trust::TrustState,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -176,6 +182,9 @@ impl Daemon {
         model.projects = db.all(&tables::PROJECTS)?.into_iter().collect();
         model.profiles = db.all(&tables::PROFILES)?.into_iter().collect();
         model.instances = db.all(&tables::INSTANCES)?.into_iter().collect();
+        model.certificates = db.all(&tables::CERTIFICATES)?.into_iter().collect();
+        let identity = trust::ServerIdentity::load_or_create(data_dir)
+            .map_err(|e| Error::internal(format!("server certificate: {e}")))?;
         Ok(Daemon {
             data_dir: data_dir.to_path_buf(),
             db,
@@ -184,6 +193,7 @@ impl Daemon {
             ops: Operations::new(events.clone()),
             events,
             started: std::time::Instant::now(),
+            trust: trust::TrustState::new(identity),
             shutdown: tokio::sync::watch::channel(false).0,
         })
     }

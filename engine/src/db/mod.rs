@@ -65,6 +65,8 @@ pub mod tables {
     pub const PROFILES: Table<Profile> = Table::new("profiles");
     /// Instances by `project/name`.
     pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
+    /// Trusted client certificates by SHA-256 fingerprint.
+    pub const CERTIFICATES: Table<crate::daemon::certificates::Certificate> = Table::new("certificates");
 }
 
 /// The open database.
