@@ -118,3 +118,34 @@ async fn lxc_token_flow_and_trust_list_remove() {
     let (_, certs) = d.unix(Method::GET, "/1.0/certificates", None).await;
     assert_eq!(certs["metadata"], serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_restricted_token_limits_the_remote_to_its_project() {
+    if !can_run("lxc_restricted_token_limits_the_remote_to_its_project") {
+        return;
+    }
+    let d = TestDaemon::start().await;
+    d.enable_https().await;
+    let admin = tempfile::tempdir().unwrap();
+    let sock = d.socket.clone();
+    let o = lxc(admin.path(), Some(&sock), &["project", "create", "p1"]).await;
+    assert!(o.ok, "{}", o.stderr);
+    let args = ["config", "trust", "add", "--name", "limited", "--restricted", "--projects", "p1"];
+    let o = lxc(admin.path(), Some(&sock), &args).await;
+    assert!(o.ok, "{}", o.stderr);
+    let token = o.stdout.lines().last().unwrap_or("").trim().to_string();
+
+    let client = tempfile::tempdir().unwrap();
+    let o = lxc(client.path(), None, &["remote", "add", "lim", &token]).await;
+    assert!(o.ok, "{}\n{}", o.stdout, o.stderr);
+    // The only visible project becomes the remote's project.
+    let o = lxc(client.path(), None, &["project", "list", "lim:", "--format", "csv"]).await;
+    assert!(o.ok, "{}", o.stderr);
+    assert_eq!(o.stdout.lines().count(), 1, "{}", o.stdout);
+    assert!(o.stdout.starts_with("p1"), "{}", o.stdout);
+    assert!(lxc(client.path(), None, &["list", "lim:"]).await.ok);
+    let o = lxc(client.path(), None, &["list", "lim:", "--project", "default"]).await;
+    assert!(!o.ok && o.stderr.contains("not authorized"), "{}", o.stderr);
+    let o = lxc(client.path(), None, &["config", "set", "lim:", "user.x", "y"]).await;
+    assert!(!o.ok, "a restricted client changed the server config");
+}
