@@ -24,6 +24,9 @@ struct CertificatesPost {
     certificate: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// Newer clients send a token here (`explicit_trust_token`); taken like `password`.
+    #[serde(default)]
+    trust_token: Option<String>,
     #[serde(default)]
     token: bool,
     #[serde(default)]
@@ -124,7 +127,7 @@ async fn post(mut ctx: Ctx) -> Result<Reply> {
                 wait.as_secs().max(1)
             )));
         }
-        let password = req.password.clone().unwrap_or_default();
+        let password = req.password.clone().filter(|p| !p.is_empty()).or(req.trust_token.clone()).unwrap_or_default();
         if password.is_empty() {
             return Err(Error::Forbidden("A trust password or token is required".into()));
         }

@@ -186,6 +186,7 @@ async fn tokens_are_single_use_and_expire() {
     let c = ClientCert::new("c1");
     let r = https_json(addr, Some(&c), Method::POST, "/1.0/certificates", json!({"password": token})).await;
     assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.headers["location"], format!("/1.0/certificates/{}", c.fingerprint));
     let (_, cert) = d.unix(Method::GET, &format!("/1.0/certificates/{}", c.fingerprint), None).await;
     assert_eq!(cert["metadata"]["name"], "t1");
     let (_, after) = d.unix(Method::GET, &format!("/1.0/operations/{}", m["id"].as_str().unwrap()), None).await;
@@ -194,6 +195,12 @@ async fn tokens_are_single_use_and_expire() {
     let c2 = ClientCert::new("c2");
     let r = https_json(addr, Some(&c2), Method::POST, "/1.0/certificates", json!({"password": token})).await;
     assert_eq!(r.status, 403, "reused token: {}", r.json);
+    // The newer `trust_token` field is taken too.
+    let (_, op) = d.unix(Method::POST, "/1.0/certificates", Some(json!({"token": true, "name": "tt"}))).await;
+    let body = json!({"trust_token": token_of(&op["metadata"]), "password": ""});
+    let r = https_json(addr, Some(&c2), Method::POST, "/1.0/certificates", body).await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    let c2 = ClientCert::new("c2b");
 
     // Expiry.
     assert_eq!(d.set("core.remote_token_expiry", "1S").await.0, 200);
