@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response};
 
@@ -69,12 +69,18 @@ impl Ctx {
 
     /// Reads the whole body up to `limit` bytes; more is a 413.
     pub async fn body(&mut self, limit: usize) -> Result<Bytes> {
-        let body = self.body.take().ok_or_else(|| Error::internal("request body read twice"))?;
-        match Limited::new(body, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(limit)),
-            Err(e) => Err(Error::bad(format!("Failed to read request body: {e}"))),
+        let mut body = self.body.take().ok_or_else(|| Error::internal("request body read twice"))?;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::bad(format!("Failed to read request body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if buf.len() + data.len() > limit {
+                drain(body).await;
+                return Err(Error::TooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
         }
+        Ok(buf.freeze())
     }
 
     /// Reads and decodes a JSON body; errors name the offending field.
@@ -95,6 +101,24 @@ impl Ctx {
             _ => Ok(()),
         }
     }
+}
+
+/// Reads and drops the rest of an oversized body (bounded in size and time): closing a
+/// TCP connection with unread input resets it, and the client would lose the 413.
+async fn drain(mut body: Incoming) {
+    const MAX: usize = 64 << 20;
+    let mut left = MAX;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                if d.len() >= left {
+                    break;
+                }
+                left -= d.len();
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
 }
 
 /// Decodes JSON, naming the path of the offending field in the error.
