@@ -117,6 +117,17 @@ async fn lxc_token_flow_and_trust_list_remove() {
     assert!(!o.ok, "removed certificate still trusted");
     let (_, certs) = d.unix(Method::GET, "/1.0/certificates", None).await;
     assert_eq!(certs["metadata"], serde_json::json!([]));
+
+    // Adding a certificate file, then show/edit through the CLI.
+    let file = admin.path().join("extra.crt");
+    std::fs::write(&file, super::support::ClientCert::new("extra").cert_pem).unwrap();
+    let o = lxc(admin.path(), Some(&sock), &["config", "trust", "add", file.to_str().unwrap(), "--name", "extra"]).await;
+    assert!(o.ok, "trust add file: {}", o.stderr);
+    let (_, certs) = d.unix(Method::GET, "/1.0/certificates?recursion=1", None).await;
+    let fp = certs["metadata"][0]["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(certs["metadata"][0]["name"], "extra");
+    let o = lxc(admin.path(), Some(&sock), &["config", "trust", "show", &fp]).await;
+    assert!(o.ok && o.stdout.contains("name: extra"), "{}{}", o.stdout, o.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
