@@ -35,7 +35,6 @@ pub struct ServerIdentity {
     pub cert_pem: String,
     pub key_pem: String,
     pub cert_der: Vec<u8>,
-    pub key_der: Vec<u8>,
     /// SHA-256 of the DER certificate, lower-case hex (what clients pin).
     pub fingerprint: String,
 }
@@ -61,12 +60,11 @@ impl ServerIdentity {
         let cert_der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|_| TrustError::BadPem { path: crt.display().to_string() })?
             .to_vec();
-        let key_der = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|_| TrustError::BadPem { path: key.display().to_string() })?
-            .secret_der()
-            .to_vec();
+        // Checked here so a bad key fails at start, not at the first HTTPS handshake.
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|_| TrustError::BadPem { path: key.display().to_string() })?;
         let fingerprint = fingerprint(&cert_der);
-        Ok(ServerIdentity { cert_pem, key_pem, cert_der, key_der, fingerprint })
+        Ok(ServerIdentity { cert_pem, key_pem, cert_der, fingerprint })
     }
 }
 
