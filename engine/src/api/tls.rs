@@ -160,8 +160,9 @@ fn advertised(address: &str, local: SocketAddr) -> Vec<String> {
             IpAddr::V6(v6) => local.is_ipv6() && (v6.segments()[0] & 0xffc0) != 0xfe80,
         })
         .collect();
-    // Reachable addresses first; loopback last.
-    ips.sort_by_key(|ip| ip.is_loopback());
+    // Interface order, loopback first: a client tries each in turn until the
+    // certificate fingerprint matches.
+    ips.sort_by_key(|ip| !ip.is_loopback());
     ips.into_iter().map(|ip| SocketAddr::new(ip, local.port()).to_string()).collect()
 }
 
