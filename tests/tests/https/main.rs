@@ -40,6 +40,15 @@ async fn listener_follows_core_https_address_at_runtime() {
     assert_eq!(info["metadata"]["config"]["core.https_address"], a2.to_string());
     assert_eq!(https(a2, None, Method::GET, "/1.0", None).await.status, 200);
 
+    // A wildcard bind serves loopback and advertises it first.
+    let port = support::free_port();
+    assert_eq!(d.set("core.https_address", &format!(":{port}")).await.0, 200);
+    let local: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(https(local, None, Method::GET, "/1.0", None).await.status, 200);
+    let (_, info) = d.unix(Method::GET, "/1.0", None).await;
+    assert_eq!(info["metadata"]["environment"]["addresses"][0], local.to_string());
+    let a2 = d.enable_https().await;
+
     // Unsetting stops it.
     let (s, _) = d.unix(Method::PUT, "/1.0", Some(json!({"config": {}}))).await;
     assert_eq!(s, 200);
