@@ -66,6 +66,10 @@ async fn run_daemon(cli: &Cli) -> anyhow::Result<()> {
     let listener = api::listener::bind_unix(&socket)?;
     tracing::info!(socket = %socket.display(), ms = started.elapsed().as_millis(), "berthd ready");
     let server = tokio::spawn(api::listener::serve_unix(daemon.clone(), listener));
+    // A bad core.https_address must not keep the daemon from serving its socket.
+    if let Err(e) = api::tls::start_configured(&daemon).await {
+        tracing::error!(error = %e, "HTTPS listener not started");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut shutdown = daemon.shutdown_signal();
     tokio::select! {

@@ -1,6 +1,8 @@
 //! The LXD REST API over hyper. This layer only parses requests into calls on the
 //! [`Daemon`](crate::daemon::Daemon) and renders replies; one file per resource.
 
+pub mod auth;
+mod certificates;
 mod events;
 mod instances;
 mod operations;
@@ -9,12 +11,13 @@ mod projects;
 pub mod response;
 mod server;
 pub mod listener;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response};
 
@@ -37,6 +40,10 @@ pub struct Ctx {
     body: Option<Incoming>,
     /// Whether the request came over the unix socket (root/group only).
     pub local: bool,
+    /// What the caller may do.
+    pub trust: auth::Trust,
+    /// The HTTPS peer (None on the unix socket).
+    pub remote: Option<auth::Remote>,
 }
 
 impl Ctx {
@@ -62,12 +69,18 @@ impl Ctx {
 
     /// Reads the whole body up to `limit` bytes; more is a 413.
     pub async fn body(&mut self, limit: usize) -> Result<Bytes> {
-        let body = self.body.take().ok_or_else(|| Error::internal("request body read twice"))?;
-        match Limited::new(body, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(limit)),
-            Err(e) => Err(Error::bad(format!("Failed to read request body: {e}"))),
+        let mut body = self.body.take().ok_or_else(|| Error::internal("request body read twice"))?;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::bad(format!("Failed to read request body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if buf.len() + data.len() > limit {
+                drain(body).await;
+                return Err(Error::TooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
         }
+        Ok(buf.freeze())
     }
 
     /// Reads and decodes a JSON body; errors name the offending field.
@@ -88,6 +101,24 @@ impl Ctx {
             _ => Ok(()),
         }
     }
+}
+
+/// Reads and drops the rest of an oversized body (bounded in size and time): closing a
+/// TCP connection with unread input resets it, and the client would lose the 413.
+async fn drain(mut body: Incoming) {
+    const MAX: usize = 64 << 20;
+    let mut left = MAX;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                if d.len() >= left {
+                    break;
+                }
+                left -= d.len();
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
 }
 
 /// Decodes JSON, naming the path of the offending field in the error.
@@ -117,8 +148,26 @@ pub fn etag_of(v: &serde_json::Value) -> String {
     hex::encode(sha2::Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
 }
 
-/// Serves one request.
+/// Serves one request from the unix socket (`local`, always trusted) or from an
+/// unidentified peer (untrusted).
 pub async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>, local: bool) -> Response<Body> {
+    let trust = if local { auth::Trust::Trusted { projects: None } } else { auth::Trust::Untrusted };
+    dispatch(daemon, req, local, trust, None).await
+}
+
+/// Serves one request from an HTTPS client, trusted by its certificate's fingerprint.
+pub async fn handle_remote(daemon: Arc<Daemon>, req: Request<Incoming>, remote: auth::Remote) -> Response<Body> {
+    let trust = auth::Trust::of_fingerprint(&daemon.model(), remote.fingerprint.as_deref());
+    dispatch(daemon, req, false, trust, Some(remote)).await
+}
+
+async fn dispatch(
+    daemon: Arc<Daemon>,
+    req: Request<Incoming>,
+    local: bool,
+    trust: auth::Trust,
+    remote: Option<auth::Remote>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
     let segs: Vec<String> = path
@@ -128,7 +177,7 @@ pub async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>, local: bool) ->
         .collect();
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
-    let ctx = Ctx { daemon, method, query, parts, body: Some(body), local };
+    let ctx = Ctx { daemon, method, query, parts, body: Some(body), local, trust, remote };
     let res = route(ctx, &segs).await;
     match res {
         Ok(r) => r.into_response(),
@@ -143,7 +192,8 @@ pub async fn handle(daemon: Arc<Daemon>, req: Request<Incoming>, local: bool) ->
 
 async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    match s.as_slice() {
+    let listing_filter = auth::authorize(&ctx, &s)?;
+    let reply = match s.as_slice() {
         [] => Ok(Reply::Sync(serde_json::json!(["/1.0"]))),
         ["1.0"] => server::root(ctx).await,
         ["internal", "shutdown"] => server::shutdown(ctx).await,
@@ -152,8 +202,10 @@ async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
         ["1.0", "projects", rest @ ..] => projects::route(ctx, rest).await,
         ["1.0", "profiles", rest @ ..] => profiles::route(ctx, rest).await,
         ["1.0", "instances", rest @ ..] => instances::route(ctx, rest).await,
+        ["1.0", "certificates", rest @ ..] => certificates::route(ctx, rest).await,
         _ => Err(Error::not_found("not found")),
-    }
+    }?;
+    Ok(auth::filter_listing(reply, listing_filter))
 }
 
 /// Builds a response with a content type.

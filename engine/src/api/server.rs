@@ -4,6 +4,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::{Ctx, Reply};
+use crate::daemon::certificates::HTTPS_ADDRESS_KEY;
 use crate::error::{Error, Result};
 use crate::model::ConfigMap;
 
@@ -18,6 +19,9 @@ pub const API_EXTENSIONS: &[&str] = &[
     "api_filtering",
     "projects",
     "instance_all_projects",
+    "certificate_update",
+    "certificate_project",
+    "certificate_token",
 ];
 
 fn kernel_info() -> (String, String, String) {
@@ -45,6 +49,18 @@ fn render_config(cfg: &ConfigMap) -> Value {
     Value::Object(out)
 }
 
+/// What an untrusted client sees (LXD's api10Get for untrusted callers).
+fn untrusted_info() -> Value {
+    json!({
+        "api_extensions": API_EXTENSIONS,
+        "api_status": "stable",
+        "api_version": "1.0",
+        "auth": "untrusted",
+        "auth_methods": ["tls"],
+        "public": false,
+    })
+}
+
 fn server_info(ctx: &Ctx) -> Value {
     let (kernel, kernel_version, kernel_release_v) = kernel_info();
     let m = ctx.daemon.model();
@@ -57,10 +73,10 @@ fn server_info(ctx: &Ctx) -> Value {
         "public": false,
         "config": render_config(&m.server),
         "environment": {
-            "addresses": [],
+            "addresses": ctx.daemon.trust.addresses(),
             "architectures": [crate::daemon::host_architecture()],
-            "certificate": "",
-            "certificate_fingerprint": "",
+            "certificate": ctx.daemon.trust.identity.cert_pem,
+            "certificate_fingerprint": ctx.daemon.trust.identity.fingerprint,
             "driver": "berth",
             "driver_version": env!("CARGO_PKG_VERSION"),
             "firewall": "nftables",
@@ -89,6 +105,7 @@ fn server_info(ctx: &Ctx) -> Value {
 /// `/1.0`.
 pub async fn root(mut ctx: Ctx) -> Result<Reply> {
     match ctx.method {
+        Method::GET if !ctx.trust.is_trusted() => Ok(Reply::Sync(untrusted_info())),
         Method::GET => {
             let info = server_info(&ctx);
             let etag = super::etag_of(&info["config"]);
@@ -112,9 +129,13 @@ pub async fn root(mut ctx: Ctx) -> Result<Reply> {
             }
             config.retain(|_, v| !v.is_empty());
             let d = ctx.daemon.clone();
-            tokio::task::spawn_blocking(move || d.set_server_config(config))
-                .await
-                .map_err(|e| Error::internal(e.to_string()))??;
+            let https = config.get(HTTPS_ADDRESS_KEY).cloned();
+            let commit = async move {
+                tokio::task::spawn_blocking(move || d.set_server_config(d.prepare_server_config(config)?))
+                    .await
+                    .map_err(|e| Error::internal(e.to_string()))?
+            };
+            super::tls::set_https_address(&ctx.daemon, https.as_deref(), commit).await?;
             Ok(Reply::Sync(json!({})))
         }
         _ => Err(Error::NotImplemented),

@@ -5,10 +5,12 @@
 //! model, commits one redb transaction, and only then updates the model, so the model never
 //! holds anything that is not durable.
 
+pub mod certificates;
 mod instances;
 mod pools;
 mod profiles;
 mod projects;
+pub mod trust;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -66,6 +68,8 @@ pub struct Model {
     pub instances: BTreeMap<String, InstanceRecord>,
     /// Runtime status by `project/name`; absent means stopped.
     pub power: HashMap<String, PowerState>,
+    /// Trusted client certificates by SHA-256 fingerprint.
+    pub certificates: BTreeMap<String, certificates::Certificate>,
 }
 
 impl Model {
@@ -138,6 +142,8 @@ pub struct Daemon {
     pub events: EventHub,
     pub ops: Operations,
     pub started: std::time::Instant,
+    /// Server identity, password attempts, HTTPS listener.
+    pub trust: trust::TrustState,
     shutdown: tokio::sync::watch::Sender<bool>,
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
 }
@@ -181,6 +187,9 @@ impl Daemon {
         model.projects = db.all(&tables::PROJECTS)?.into_iter().collect();
         model.profiles = db.all(&tables::PROFILES)?.into_iter().collect();
         model.instances = db.all(&tables::INSTANCES)?.into_iter().collect();
+        model.certificates = db.all(&tables::CERTIFICATES)?.into_iter().collect();
+        let identity = trust::ServerIdentity::load_or_create(data_dir)
+            .map_err(|e| Error::internal(format!("server certificate: {e}")))?;
         let daemon = Daemon {
             data_dir: data_dir.to_path_buf(),
             db,
@@ -189,6 +198,7 @@ impl Daemon {
             ops: Operations::new(events.clone()),
             events,
             started: std::time::Instant::now(),
+            trust: trust::TrustState::new(identity),
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
         };

@@ -6,18 +6,24 @@
 use super::{tables, Db, DbError, WriteTx};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 type Migration = fn(&WriteTx<'_>) -> Result<(), DbError>;
 
 /// `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-const MIGRATIONS: &[Migration] = &[initial];
+const MIGRATIONS: &[Migration] = &[initial, certificates];
 
 /// Version 0 → 1: the default project with its default profile.
 fn initial(tx: &WriteTx<'_>) -> Result<(), DbError> {
     use crate::model::{Profile, Project};
     tx.put(&tables::PROJECTS, "default", &Project::default_project())?;
     tx.put(&tables::PROFILES, "default/default", &Profile::default_profile())?;
+    Ok(())
+}
+
+/// Version 1 → 2: the `certificates` table (redb creates tables on first write, so
+/// nothing is written here; the version records that the table may exist).
+fn certificates(_tx: &WriteTx<'_>) -> Result<(), DbError> {
     Ok(())
 }
 

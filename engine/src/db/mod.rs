@@ -67,6 +67,8 @@ pub mod tables {
     pub const INSTANCES: Table<InstanceRecord> = Table::new("instances");
     /// Storage pools by name.
     pub const POOLS: Table<crate::daemon::PoolRecord> = Table::new("pools");
+    /// Trusted client certificates by SHA-256 fingerprint.
+    pub const CERTIFICATES: Table<crate::daemon::certificates::Certificate> = Table::new("certificates");
 }
 
 /// The open database.
