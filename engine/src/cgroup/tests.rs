@@ -1,0 +1,43 @@
+use super::*;
+
+const HYBRID_MI: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw";
+
+#[test]
+fn hybrid_uses_own_cgroup_per_controller() {
+    let own = "4:memory:/process_api/abc\n1:cpu:/\n2:cpuacct:/\n0::/\n";
+    let l = Layout::from_texts(HYBRID_MI, own, Some("berth")).unwrap();
+    let Layout::V1 { parents } = l else { panic!("expected v1") };
+    assert_eq!(parents["memory"], PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/berth"));
+    assert_eq!(parents["cpu"], PathBuf::from("/sys/fs/cgroup/cpu/berth"));
+    assert_eq!(parents["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/berth"));
+    assert!(!parents.contains_key("name=systemd"));
+}
+
+#[test]
+fn unified_only() {
+    let mi = "30 23 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate";
+    let l = Layout::from_texts(mi, "0::/system.slice/berthd.service\n", None).unwrap();
+    assert_eq!(l, Layout::V2 { parent: PathBuf::from("/sys/fs/cgroup/system.slice/berthd.service") });
+    assert!(matches!(Layout::from_texts("", "", None), Err(Error::NoHierarchy)));
+}
+
+#[test]
+fn cpuset_rendering() {
+    assert_eq!(render_cpuset(&[3, 0, 1, 2, 5, 7, 8]), "0-3,5,7-8");
+    assert_eq!(render_cpuset(&[1]), "1");
+}
+
+#[test]
+fn layout_detect_works_here() {
+    // Whatever this host is, detection must give a parent that exists.
+    let l = Layout::detect(None).unwrap();
+    match l {
+        Layout::V1 { parents } => assert!(parents.values().all(|p| p.is_dir()), "{parents:?}"),
+        Layout::V2 { parent } => assert!(parent.is_dir()),
+    }
+}
