@@ -43,9 +43,15 @@ pub(crate) fn spawn_holder(helper: &Path, pty: &Pty, init_pid: i32, log: &Path, 
     // SAFETY: only dup2/setsid (async-signal-safe) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::dup2(m, 3) < 0 || libc::dup2(s, 4) < 0 {
+            // Via fresh high copies: dup2(fd, fd) would keep close-on-exec, and the
+            // two targets may collide with the sources.
+            let a = libc::fcntl(m, libc::F_DUPFD, 10);
+            let b = libc::fcntl(s, libc::F_DUPFD, 10);
+            if a < 0 || b < 0 || libc::setsid() < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            libc::close(a);
+            libc::close(b);
             Ok(())
         });
     }

@@ -100,7 +100,8 @@ pub(crate) fn attach(nic: &NicPlan, pid: i32, netns: BorrowedFd<'_>) -> Result<(
 
 /// Deletes a host-side veth if it still exists (it vanishes with the namespace anyway).
 pub(crate) fn detach(host_name: &str) {
-    if std::path::Path::new("/sys/class/net").join(host_name).exists() {
+    // Not via /sys/class/net: that shows the namespace sysfs was mounted in, not ours.
+    if ip(&["link", "show", "dev", host_name], None).is_ok() {
         let _ = ip(&["link", "del", "dev", host_name], None);
     }
 }

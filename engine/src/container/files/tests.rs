@@ -40,10 +40,14 @@ fn writes_through_planted_symlink_land_inside() {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("victim");
     std::os::unix::fs::symlink(&target, d.path().join("trap")).unwrap();
+    // The symlink's target directory does not exist inside the rootfs: refused.
+    assert!(f.write(Path::new("/trap"), u, g, 0o600, &mut "pwned".as_bytes()).is_err());
+    assert!(!target.exists(), "write escaped the rootfs");
+    // Once it exists inside, the write follows the symlink *inside* the root.
+    let inside = d.path().join(target.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
     f.write(Path::new("/trap"), u, g, 0o600, &mut "pwned".as_bytes()).unwrap();
     assert!(!target.exists(), "write escaped the rootfs");
-    // The write followed the symlink *inside* the root instead.
-    let inside = d.path().join(target.strip_prefix("/").unwrap());
     assert_eq!(std::fs::read_to_string(inside).unwrap(), "pwned");
 }
 
