@@ -91,7 +91,17 @@ impl Container {
         self.ensure_running()?;
         let holder = self.holder_pidfd.as_ref().ok_or(Error::NotRunning)?;
         let master = sys::pidfd_getfd(holder.as_fd(), 3).map_err(ioe("fetch console master"))?;
-        let stream = UnixStream::connect(&self.rt.console_socket).map_err(ioe("connect console helper"))?;
+        // Right after start the helper may not listen yet.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let stream = loop {
+            match UnixStream::connect(&self.rt.console_socket) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline && matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => return Err(ioe("connect console helper")(e)),
+            }
+        };
         Ok(ConsoleAttach { stream, master })
     }
 

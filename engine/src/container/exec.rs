@@ -172,6 +172,7 @@ impl Container {
         let m = r.map_err(Error::Setup)?;
         let epid: i32 = String::from_utf8_lossy(&m.payload).parse().map_err(|_| Error::Setup("bad exec pid".into()))?;
         let pidfd = sys::pidfd_open(epid).map_err(ioe("pidfd_open exec"))?;
+        msg::send(psock.as_fd(), msg::GO, b"", None).map_err(ioe("exec handshake"))?;
         let done = msg::recv(psock.as_fd()).map_err(ioe("exec handshake"))?;
         if done.tag.is_some() {
             let _ = sys::pidfd_reap(pidfd.as_fd(), false);
@@ -235,7 +236,8 @@ fn child_inner(plan: &ExecPlan, sock: &OwnedFd) -> Result<(), String> {
     }
     let pid = sys::clone_parent().map_err(|e| format!("clone: {e}"))?;
     if pid == 0 {
-        let e = match run(plan) {
+        let r = msg::expect(sock.as_fd(), msg::GO).and_then(|_| run(plan));
+        let e = match r {
             Ok(never) => match never {},
             Err(e) => e,
         };

@@ -180,6 +180,8 @@ fn bind(root: BorrowedFd<'_>, source: &Path, target: &Path, readonly: bool, file
 }
 
 fn init_inner(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>) -> R<Never> {
+    // Wait until the daemon has our pid (C reports it on the same socket).
+    msg::expect(sock.as_fd(), msg::GO)?;
     mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)?;
     match rootfs_mnt {
         Some(fd) => ctx(sys::move_mount_to(fd.as_fd(), &plan.rootfs), || "attach idmapped rootfs".into())?,

@@ -174,6 +174,7 @@ impl Container {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c), None);
         revert.pids.retain(|p| *p != c);
         let pidfd = sys::pidfd_open(pid).map_err(super::ioe("pidfd_open init"))?;
+        msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
 
         msg::expect(ps, msg::MOUNTED).map_err(fail)?;
         let netns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(super::ioe("open netns"))?.into();
