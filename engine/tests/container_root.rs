@@ -15,7 +15,7 @@ fn root_unprivileged_start_exec_stop() {
     }
     let fx = Fixture::new("basic");
     let spec = fx.spec(&[("environment.FOO", "bar")]);
-    let (ct, info) = Container::start(&spec, &NoHooks).unwrap();
+    let (ct, info) = start(&spec, &NoHooks);
     assert!(info.pid > 0);
     let map = info.idmap.clone().unwrap();
 
@@ -65,7 +65,7 @@ fn root_interactive_exec_pty() {
     }
     let fx = Fixture::new("pty");
     let spec = fx.spec(&[]);
-    let (ct, _) = Container::start(&spec, &NoHooks).unwrap();
+    let (ct, _) = start(&spec, &NoHooks);
     let req = berth_engine::container::ExecRequest {
         command: vec!["/bin/sh".into()],
         interactive: true,
@@ -119,7 +119,7 @@ fn root_limits_oom_pids_freeze() {
     }
     let fx = Fixture::new("limits");
     let spec = fx.spec(&[("limits.memory", "64MB"), ("limits.memory.swap", "false"), ("limits.processes", "12"), ("limits.cpu.allowance", "50ms/100ms")]);
-    let (ct, _) = Container::start(&spec, &NoHooks).unwrap();
+    let (ct, _) = start(&spec, &NoHooks);
     let berth_engine::cgroup::Cgroup::V1(v1) = ct.cgroup().clone() else { panic!("this host is v1") };
     let mem = &v1.dirs["memory"];
     assert_eq!(std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(), "64000000");
@@ -180,7 +180,7 @@ fn root_clean_shutdown_hooks_console() {
     let fx = Fixture::new("shutdown");
     let spec = fx.spec(&[]);
     let hooks = Recorder::default();
-    let (ct, _) = Container::start(&spec, &hooks).unwrap();
+    let (ct, _) = start(&spec, &hooks);
 
     // Console: the respawned shell on /dev/console answers.
     let att = ct.console_attach().unwrap();
@@ -207,9 +207,198 @@ fn root_clean_shutdown_hooks_console() {
     assert!(!ct.cgroup().exists());
 
     // A second boot appends to the same log.
-    let (ct, _) = Container::start(&spec, &hooks).unwrap();
+    let (ct, _) = start(&spec, &hooks);
     eventually("second boot in log", Duration::from_secs(10), || {
         std::fs::read_to_string(&spec.log_path).unwrap().matches("BOOTED").count() == 2
     });
     ct.stop(&hooks).unwrap();
+}
+
+/// Not a test on its own: the "daemon" process of `root_adopt_after_daemon_kill`.
+#[test]
+fn root_adopt_child_helper() {
+    let Ok(dir) = std::env::var("BERTH_ADOPT_DIR") else { return };
+    let name = std::env::var("BERTH_ADOPT_NAME").unwrap();
+    let fx = Fixture::open(std::path::Path::new(&dir), &name);
+    let (ct, info) = start(&fx.spec(&[]), &NoHooks);
+    println!("PID {}", info.pid);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::mem::forget(ct);
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn root_adopt_after_daemon_kill() {
+    if !can_run("root_adopt_after_daemon_kill") {
+        return;
+    }
+    let fx = Fixture::new("adopt");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["root_adopt_child_helper", "--exact", "--nocapture", "--test-threads=1"])
+        .env("BERTH_ADOPT_DIR", &fx.path)
+        .env("BERTH_ADOPT_NAME", &fx.name)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let pid: i32 = loop {
+        let l = lines.next().expect("helper exited before starting the container").unwrap();
+        // The harness prints "test name ... " on the same line first.
+        if let Some(i) = l.find("PID ") {
+            break l[i + 4..].trim().parse().unwrap();
+        }
+    };
+    // SIGKILL the "daemon": the container must live on.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container died with its daemon");
+
+    let ct = Container::adopt(&fx.path.join("run")).unwrap();
+    assert!(ct.is_running());
+    assert_eq!(ct.pid(), pid);
+    let (code, out, _) = run(&ct, &["echo", "adopted"]);
+    assert_eq!((code, out.as_str()), (0, "adopted\n"));
+    let st = ct.state().unwrap();
+    assert_eq!((st.status, st.pid), (Status::Running, pid));
+    let att = ct.console_attach().unwrap();
+    use std::os::fd::AsRawFd;
+    eventually("console after adoption", Duration::from_secs(10), || {
+        write_all(&att.stream, b"echo ADO$((2+3))\n");
+        read_until(att.stream.as_raw_fd(), "ADO5", Duration::from_millis(500)).contains("ADO5")
+    });
+    drop(att);
+    let holder = ct.runtime_state().holder_pid;
+    let cg = ct.cgroup().clone();
+    ct.stop(&NoHooks).unwrap();
+    assert!(!cg.exists());
+    eventually("init gone", Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() || is_zombie(pid));
+    eventually("helper gone", Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{holder}/stat")).exists() || is_zombie(holder));
+    // Adopting again finds nothing.
+    assert!(Container::adopt(&fx.path.join("run")).is_err());
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+}
+
+#[test]
+fn root_files_running_and_stopped() {
+    if !can_run("root_files_running_and_stopped") {
+        return;
+    }
+    use berth_engine::container::Files;
+    use std::io::Read;
+    use std::path::Path;
+    let fx = Fixture::new("files");
+    let spec = fx.spec(&[]);
+    let (ct, info) = start(&spec, &NoHooks);
+    let f = Files::for_container(&ct).unwrap();
+    f.write(Path::new("/root/pushed"), 1000, 1000, 0o640, &mut &b"\x00payload\xff"[..]).unwrap();
+    let (_, out, _) = run(&ct, &["stat", "-c", "%u:%g:%a:%s", "/root/pushed"]);
+    assert_eq!(out.trim(), "1000:1000:640:9");
+    f.mkdir(Path::new("/root/dir"), 1000, 1001, 0o711).unwrap();
+    f.symlink(Path::new("/root/dir/ln"), Path::new("/etc/inittab"), 1000, 1001).unwrap();
+    let (_, out, _) = run(&ct, &["stat", "-c", "%u:%g:%a", "/root/dir"]);
+    assert_eq!(out.trim(), "1000:1001:711");
+    let (_, out, _) = run(&ct, &["sh", "-c", "stat -c %u:%g /root/dir/ln; cat /root/dir/ln"]);
+    assert_eq!(out, format!("1000:1001\n{INITTAB}"));
+    run(&ct, &["sh", "-c", "echo inside > /tmp/made; chown 1000:1000 /tmp/made; ln -s /proc/1/root/ /tmp/magic; ln -s ../../../../../ /tmp/up"]);
+    let st = f.stat(Path::new("/tmp/made")).unwrap();
+    assert_eq!((st.uid, st.gid, st.size), (1000, 1000, 7));
+    let mut s = String::new();
+    f.read(Path::new("/tmp/up/etc/inittab")).unwrap().read_to_string(&mut s).unwrap();
+    assert_eq!(s, INITTAB);
+    assert!(f.read(Path::new("/tmp/magic/etc/hostname")).is_err(), "magic link followed");
+    assert!(f.read(Path::new("/../../../../etc/shadow")).is_err(), "host /etc/shadow reached");
+    f.delete(Path::new("/tmp/made")).unwrap();
+    let (code, _, _) = run(&ct, &["test", "-e", "/tmp/made"]);
+    assert_eq!(code, 1);
+    ct.stop(&NoHooks).unwrap();
+
+    // Stopped: the rootfs on disk (idmapped mounts leave it unshifted).
+    assert!(info.disk_idmap.is_none(), "rootfs was shifted although ext4 supports idmapped mounts");
+    let f = Files::for_stopped(&spec.rootfs, info.disk_idmap.clone()).unwrap();
+    let st = f.stat(Path::new("/root/pushed")).unwrap();
+    assert_eq!((st.uid, st.gid, st.mode), (1000, 1000, 0o640));
+    let mut v = Vec::new();
+    f.read(Path::new("/root/pushed")).unwrap().read_to_end(&mut v).unwrap();
+    assert_eq!(v, b"\x00payload\xff");
+}
+
+#[test]
+fn root_privileged_with_devices() {
+    if !can_run("root_privileged_with_devices") {
+        return;
+    }
+    let fx = Fixture::new("priv");
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("f"), "from host").unwrap();
+    let devs = devices(&[
+        ("data", &[("type", "disk"), ("source", share.path().to_str().unwrap()), ("path", "/mnt/data"), ("readonly", "true")]),
+        ("z", &[("type", "unix-char"), ("source", "/dev/zero"), ("path", "/dev/myzero")]),
+        ("nothing", &[("type", "none")]),
+    ]);
+    let spec = fx.spec_with(&[("security.privileged", "true")], devs);
+    let (ct, info) = start(&spec, &NoHooks);
+    assert!(info.idmap.is_none());
+    let (_, out, _) = run(&ct, &["cat", "/proc/self/uid_map"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"]);
+    let (code, out, _) = run(&ct, &["cat", "/mnt/data/f"]);
+    assert_eq!((code, out.as_str()), (0, "from host"));
+    let (code, _, err) = run(&ct, &["touch", "/mnt/data/x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Read-only"), "{err}");
+    let (code, out, _) = run(&ct, &["sh", "-c", "head -c 5 /dev/myzero | wc -c"]);
+    assert_eq!((code, out.trim()), (0, "5"));
+    let (_, out, _) = run(&ct, &["grep", "Seccomp:", "/proc/self/status"]);
+    assert!(out.contains('2'), "{out}");
+    // cgroup namespace: the container sees its own cgroup as the root.
+    let (_, out, _) = run(&ct, &["cat", "/proc/self/cgroup"]);
+    assert!(out.lines().filter(|l| l.contains(":memory:")).all(|l| l.ends_with(":/")), "{out}");
+    let (code, _, _) = run(&ct, &["test", "-f", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    assert_eq!(code, 0);
+    ct.stop(&NoHooks).unwrap();
+    assert!(!share.path().join("x").exists());
+}
+
+#[test]
+fn root_bridge_ping() {
+    if !can_run("root_bridge_ping") {
+        return;
+    }
+    // Only this test thread moves into a fresh network namespace.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+    ip(&["link", "add", "brtest0", "type", "bridge"]);
+    ip(&["link", "set", "brtest0", "up"]);
+    let mut cts = Vec::new();
+    let mut fxs = Vec::new();
+    for (i, hw) in [(1, "00:16:3e:aa:00:01"), (2, "00:16:3e:aa:00:02")] {
+        let mut fx = Fixture::new(&format!("net{i}"));
+        fx.name = format!("{}-{i}", fx.name);
+        let devs = devices(&[("eth0", &[("type", "nic"), ("nictype", "bridged"), ("parent", "brtest0")])]);
+        let mut spec = fx.spec_with(&[], devs);
+        spec.config.insert("volatile.eth0.hwaddr".into(), hw.into());
+        let (ct, info) = start(&spec, &NoHooks);
+        assert_eq!(info.host_nics.len(), 1);
+        let (code, _, err) = run(&ct, &["sh", "-c", &format!("ip link set lo up && ip addr add 169.254.77.{i}/24 dev eth0 && ip link set eth0 up")]);
+        assert_eq!(code, 0, "{err}");
+        cts.push((ct, info));
+        fxs.push(fx);
+    }
+    let (code, out, err) = run(&cts[0].0, &["ping", "-c", "2", "-W", "5", "169.254.77.2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st = cts[0].0.state().unwrap();
+    let eth0 = &st.network["eth0"];
+    assert_eq!(eth0.hwaddr, "00:16:3e:aa:00:01");
+    assert!(eth0.addresses.iter().any(|a| a.address == "169.254.77.1" && a.netmask == "24"));
+    assert!(eth0.counters.packets_sent >= 2 && eth0.counters.bytes_received > 0, "{eth0:?}");
+    for (ct, info) in &cts {
+        ct.stop(&NoHooks).unwrap();
+        let host = &info.host_nics[0].1;
+        let out = std::process::Command::new("ip").args(["link", "show", "dev", host]).output().unwrap();
+        assert!(!out.status.success(), "{host} left behind");
+    }
 }

@@ -17,7 +17,8 @@ pub fn can_run(test: &str) -> bool {
 
 /// A temp dir with a busybox rootfs at `<dir>/rootfs` and runtime/log paths beside it.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
+    pub path: PathBuf,
     pub name: String,
 }
 
@@ -25,10 +26,11 @@ pub const INITTAB: &str = "::sysinit:/bin/echo BOOTED\n::respawn:/bin/sh\n::shut
 
 impl Fixture {
     pub fn new(test: &str) -> Fixture {
-        let dir = tempfile::Builder::new().prefix("berth-ct-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new().prefix("berth-ct-").tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         // The container's root (an unmapped host uid) must be able to traverse to the rootfs.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let r = dir.path().join("rootfs");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let r = dir.join("rootfs");
         for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "mnt", "usr/bin"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
@@ -46,22 +48,31 @@ impl Fixture {
         std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").unwrap();
         std::fs::write(r.join("etc/group"), "root:x:0:\ntty:x:5:\nuser:x:1000:\n").unwrap();
         let name = format!("t{}-{}", std::process::id() % 100000, test.chars().take(20).collect::<String>());
-        Fixture { dir, name }
+        Fixture { _tmp: Some(tmp), path: dir, name }
+    }
+
+    /// A fixture made by another process (no cleanup here).
+    pub fn open(path: &Path, name: &str) -> Fixture {
+        Fixture { _tmp: None, path: path.to_path_buf(), name: name.to_string() }
     }
 
     pub fn rootfs(&self) -> PathBuf {
-        self.dir.path().join("rootfs")
+        self.path.join("rootfs")
     }
 
     pub fn spec(&self, config: &[(&str, &str)]) -> ContainerSpec {
+        self.spec_with(config, Default::default())
+    }
+
+    pub fn spec_with(&self, config: &[(&str, &str)], devices: berth_engine::config::Devices) -> ContainerSpec {
         let config: BTreeMap<String, String> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut s = ContainerSpec::from_config(
             &self.name,
             self.rootfs(),
-            self.dir.path().join("run"),
-            self.dir.path().join("console.log"),
+            self.path.join("run"),
+            self.path.join("console.log"),
             config,
-            Default::default(),
+            devices,
             &[],
         )
         .unwrap();
@@ -141,6 +152,31 @@ pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-pub fn exists(p: &Path) -> bool {
-    p.exists()
+pub fn devices(list: &[(&str, &[(&str, &str)])]) -> berth_engine::config::Devices {
+    list.iter()
+        .map(|(n, kv)| (n.to_string(), kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
+        .collect()
+}
+
+/// A started container that is force-stopped when a test panics.
+pub struct Ct(pub Container);
+
+impl std::ops::Deref for Ct {
+    type Target = Container;
+    fn deref(&self) -> &Container {
+        &self.0
+    }
+}
+
+impl Drop for Ct {
+    fn drop(&mut self) {
+        if self.0.is_running() {
+            let _ = self.0.stop(&berth_engine::container::NoHooks);
+        }
+    }
+}
+
+pub fn start(spec: &ContainerSpec, hooks: &dyn berth_engine::container::Hooks) -> (Ct, berth_engine::container::StartInfo) {
+    let (ct, info) = Container::start(spec, hooks).unwrap();
+    (Ct(ct), info)
 }

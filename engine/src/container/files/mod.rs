@@ -43,21 +43,30 @@ pub struct Files {
     root: OwnedFd,
     /// How container ids appear through `root` (None = identity).
     map: Option<IdmapSet>,
+    /// For a running unprivileged container: new inodes are created from inside its
+    /// user and mount namespaces (an idmapped mount refuses creators it cannot map).
+    creator: Option<creator::Creator>,
 }
+
+mod creator;
 
 impl Files {
     /// For a running container: its root as its init sees it (/proc/<pid>/root).
     pub fn for_container(ct: &Container) -> Result<Self, Error> {
         ct.ensure_running()?;
         let root = sys::open_path(Path::new(&format!("/proc/{}/root", ct.rt.pid))).map_err(ioe("open container root"))?;
-        Ok(Files { root, map: ct.rt.idmap.clone() })
+        let creator = match ct.rt.idmap {
+            Some(_) => Some(creator::Creator::open(ct.rt.pid)?),
+            None => None,
+        };
+        Ok(Files { root, map: ct.rt.idmap.clone(), creator })
     }
 
     /// For a stopped container: the rootfs on disk, shifted by `disk_idmap`
     /// (`volatile.last_state.idmap`; None when unshifted).
     pub fn for_stopped(rootfs: &Path, disk_idmap: Option<IdmapSet>) -> Result<Self, Error> {
         let root = sys::open_path(rootfs).map_err(ioe(format!("open {}", rootfs.display())))?;
-        Ok(Files { root, map: disk_idmap.filter(|m| !m.is_identity()) })
+        Ok(Files { root, map: disk_idmap.filter(|m| !m.is_identity()), creator: None })
     }
 
     fn open(&self, path: &Path, flags: i32, mode: u32) -> Result<OwnedFd, Error> {
@@ -138,7 +147,12 @@ impl Files {
     /// Creates or replaces a file with the content of `data`.
     pub fn write(&self, path: &Path, uid: u32, gid: u32, mode: u32, data: &mut dyn Read) -> Result<u64, Error> {
         let (hu, hg) = self.host_ids(uid, gid)?;
-        let fd = self.open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, mode & 0o7777)?;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+        let fd = match &self.creator {
+            Some(c) => c.run(creator::Op::Open { path, flags, mode: mode & 0o7777 })?
+                .ok_or_else(|| Error::Setup("file helper returned no descriptor".into()))?,
+            None => self.open(path, flags, mode & 0o7777)?,
+        };
         fchown(&fd, Some(hu.into()), Some(hg.into())).map_err(|e| ioe("chown")(e.into()))?;
         fchmod(&fd, Mode::from_bits_truncate(mode & 0o7777)).map_err(|e| ioe("chmod")(e.into()))?;
         let mut f = std::fs::File::from(fd);
@@ -151,8 +165,13 @@ impl Files {
     pub fn mkdir(&self, path: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {
         let (hu, hg) = self.host_ids(uid, gid)?;
         let (parent, name) = self.parent_and_name(path)?;
-        nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(mode & 0o7777))
-            .map_err(|e| ioe(format!("mkdir {}", path.display()))(e.into()))?;
+        match &self.creator {
+            Some(c) => {
+                c.run(creator::Op::Mkdir { path, mode: mode & 0o7777 })?;
+            }
+            None => nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(mode & 0o7777))
+                .map_err(|e| ioe(format!("mkdir {}", path.display()))(e.into()))?,
+        }
         fchownat(&parent, name, Some(hu.into()), Some(hg.into()), AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| ioe("chown")(e.into()))
     }
@@ -161,7 +180,13 @@ impl Files {
     pub fn symlink(&self, path: &Path, target: &Path, uid: u32, gid: u32) -> Result<(), Error> {
         let (hu, hg) = self.host_ids(uid, gid)?;
         let (parent, name) = self.parent_and_name(path)?;
-        nix::unistd::symlinkat(target, &parent, name).map_err(|e| ioe(format!("symlink {}", path.display()))(e.into()))?;
+        match &self.creator {
+            Some(c) => {
+                c.run(creator::Op::Symlink { path, target })?;
+            }
+            None => nix::unistd::symlinkat(target, &parent, name)
+                .map_err(|e| ioe(format!("symlink {}", path.display()))(e.into()))?,
+        }
         fchownat(&parent, name, Some(hu.into()), Some(hg.into()), AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| ioe("chown")(e.into()))
     }
