@@ -402,3 +402,81 @@ fn root_bridge_ping() {
         assert!(!out.status.success(), "{host} left behind");
     }
 }
+
+#[test]
+fn root_shift_fallback_on_overlay() {
+    if !can_run("root_shift_fallback_on_overlay") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    // An overlay mount refuses idmapping, so the runtime must shift the rootfs once.
+    let fx = Fixture::new("shift");
+    let lower = fx.rootfs();
+    let (upper, work, merged) = (fx.path.join("upper"), fx.path.join("work"), fx.path.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+    nix::mount::mount(Some("overlay"), &merged, Some("overlay"), nix::mount::MsFlags::empty(), Some(opts.as_str())).unwrap();
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _guard = Umount(merged.clone());
+    let mut spec = fx.spec(&[]);
+    spec.rootfs = merged.clone();
+    let (ct, info) = start(&spec, &NoHooks);
+    let map = info.idmap.clone().unwrap();
+    assert_eq!(info.disk_idmap.as_ref(), Some(&map), "expected a shifted rootfs");
+    let root_host = map.to_host(true, 0).unwrap() as u32;
+    assert_eq!(std::fs::symlink_metadata(merged.join("etc/passwd")).unwrap().uid(), root_host);
+    let (code, out, _) = run(&ct, &["stat", "-c", "%u", "/etc/passwd"]);
+    assert_eq!((code, out.trim()), (0, "0"));
+    ct.stop(&NoHooks).unwrap();
+    drop(ct);
+
+    // Second start with the recorded shift: no second walk (ctime stays put).
+    let before = std::fs::symlink_metadata(merged.join("etc/passwd")).unwrap().ctime_nsec();
+    spec.disk_idmap = info.disk_idmap.clone();
+    std::thread::sleep(Duration::from_millis(20));
+    let (ct, info2) = start(&spec, &NoHooks);
+    assert_eq!(info2.disk_idmap, info.disk_idmap);
+    assert_eq!(std::fs::symlink_metadata(merged.join("etc/passwd")).unwrap().ctime_nsec(), before);
+    ct.stop(&NoHooks).unwrap();
+
+    // A privileged start unshifts it again.
+    let mut priv_spec = fx.spec(&[("security.privileged", "true")]);
+    priv_spec.rootfs = merged.clone();
+    priv_spec.disk_idmap = info2.disk_idmap.clone();
+    let (ct, info3) = start(&priv_spec, &NoHooks);
+    assert!(info3.disk_idmap.is_none());
+    assert_eq!(std::fs::symlink_metadata(merged.join("etc/passwd")).unwrap().uid(), 0);
+    ct.stop(&NoHooks).unwrap();
+}
+
+#[test]
+fn root_exec_user_cwd_env() {
+    if !can_run("root_exec_user_cwd_env") {
+        return;
+    }
+    let fx = Fixture::new("user");
+    let (ct, _) = start(&fx.spec(&[("environment.FROM_CONFIG", "yes")]), &NoHooks);
+    let req = berth_engine::container::ExecRequest {
+        command: vec!["sh".into(), "-c".into(), "id -u; id -g; pwd; echo $GREETING".into()],
+        env: vec![("GREETING".into(), "hi there".into())],
+        uid: 1000,
+        gid: 1000,
+        cwd: "/tmp".into(),
+        ..Default::default()
+    };
+    let (code, out, err) = finish(ct.exec(&req).unwrap());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1000\n1000\n/tmp\nhi there\n");
+    let (_, out, _) = run(&ct, &["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ | grep -E '^(FROM_CONFIG|container)='"]);
+    assert_eq!(out, "FROM_CONFIG=yes\ncontainer=lxc\n");
+    ct.clear_console_log().unwrap();
+    assert_eq!(std::fs::metadata(ct.console_log_path()).unwrap().len(), 0);
+    ct.stop(&NoHooks).unwrap();
+}

@@ -36,7 +36,10 @@ impl Limits {
             l.cpuset = Some(match v.parse::<u32>() {
                 Ok(n) if n > 0 => (0..n.min(host_cpus.max(1))).collect(),
                 Ok(_) => return Err(bad("limits.cpu", v)),
-                Err(_) => crate::config::parse_cpuset(v).map_err(|_| bad("limits.cpu", v))?,
+                Err(_) => match crate::config::parse_cpuset(v) {
+                    Ok(set) if !set.is_empty() => set,
+                    _ => return Err(bad("limits.cpu", v)),
+                },
             });
         }
         if let Some(v) = get("limits.cpu.allowance") {

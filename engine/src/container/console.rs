@@ -109,4 +109,13 @@ impl Container {
     pub fn console_log_path(&self) -> &Path {
         &self.rt.log_path
     }
+
+    /// Empties the console log (the helper appends, so it continues at offset 0).
+    pub fn clear_console_log(&self) -> Result<(), Error> {
+        match std::fs::OpenOptions::new().write(true).truncate(true).open(&self.rt.log_path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ioe("truncate console log")(e)),
+        }
+    }
 }

@@ -146,16 +146,22 @@ impl Container {
             std::fs::write(format!("/proc/{c}/uid_map"), map.render(true)).map_err(super::ioe("write uid_map"))?;
             std::fs::write(format!("/proc/{c}/gid_map"), map.render(false)).map_err(super::ioe("write gid_map"))?;
             let userns = std::fs::File::open(format!("/proc/{c}/ns/user")).map_err(super::ioe("open user namespace"))?;
-            // Idmapped mounts need the rootfs unshifted on disk.
-            let unshifted = disk_idmap.as_ref().is_none_or(IdmapSet::is_identity);
-            if !unshifted {
-                rootfs::shift_tree(&spec.rootfs, disk_idmap.as_ref(), None).map_err(super::ioe("unshift rootfs"))?;
-                disk_idmap = None;
-            }
+            // Prefer an idmapped mount (needs the rootfs unshifted on disk); otherwise
+            // shift the rootfs once and report the shift so it is not repeated.
+            let shifted = disk_idmap.as_ref().is_some_and(|m| !m.is_identity());
             match rootfs::idmapped_mount(&spec.rootfs, userns.as_fd()) {
-                Ok(fd) => mount_fd = Some(fd),
+                Ok(fd) => {
+                    if shifted {
+                        rootfs::shift_tree(&spec.rootfs, disk_idmap.as_ref(), None).map_err(super::ioe("unshift rootfs"))?;
+                    }
+                    disk_idmap = None;
+                    mount_fd = Some(fd);
+                }
                 Err(_) => {
-                    rootfs::shift_tree(&spec.rootfs, None, Some(map)).map_err(super::ioe("shift rootfs"))?;
+                    let from = disk_idmap.as_ref().filter(|m| !m.is_identity());
+                    if from != Some(map) {
+                        rootfs::shift_tree(&spec.rootfs, from, Some(map)).map_err(super::ioe("shift rootfs"))?;
+                    }
                     disk_idmap = Some(map.clone());
                 }
             }
