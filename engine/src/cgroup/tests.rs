@@ -41,3 +41,41 @@ fn layout_detect_works_here() {
         Layout::V2 { parent } => assert!(parent.is_dir()),
     }
 }
+
+/// The real cgroup2 hierarchy (on a hybrid host: /sys/fs/cgroup/unified, where our own
+/// cgroup is "/"): freeze, pids, kill and remove on a live process.
+#[test]
+fn root_v2_core_files_live() {
+    use crate::testsupport::{probe_root, require, Tier};
+    if !require("root_v2_core_files_live", Tier::Root, probe_root()) {
+        return;
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(v2root) = mi.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if !right.starts_with("cgroup2 ") {
+            return None;
+        }
+        left.split(' ').nth(4).map(PathBuf::from)
+    }) else {
+        eprintln!("SKIP root_v2_core_files_live: no cgroup2 mount");
+        return;
+    };
+    let own_v2 = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+    let parent = v2root.join(own_v2.trim_start_matches('/'));
+    let cg = v2::V2::create(&parent, &format!("berth-v2test-{}", std::process::id())).unwrap();
+    let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+    cg.add_pid(child.id() as i32).unwrap();
+    assert_eq!(cg.pids().unwrap(), vec![child.id() as i32]);
+    cg.freeze().unwrap();
+    assert!(cg.is_frozen().unwrap());
+    cg.thaw().unwrap();
+    assert!(!cg.is_frozen().unwrap());
+    cg.kill_all(std::time::Duration::from_secs(5)).unwrap();
+    let st = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    cg.remove().unwrap();
+    assert!(!cg.exists());
+}

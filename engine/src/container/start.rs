@@ -8,7 +8,6 @@ use super::console::{open_pty, spawn_holder};
 use super::init::{CgMount, Plan};
 use super::{devices, msg, net, rootfs, seccomp, Container, ContainerSpec, Error, Hooks, NoHooks, RuntimeState, StartInfo};
 use crate::cgroup::{Cgroup, Layout, Limits};
-use crate::idmap::IdmapSet;
 use crate::sys;
 
 /// Undo list for a failed start.
