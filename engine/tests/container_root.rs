@@ -359,6 +359,15 @@ fn root_privileged_with_devices() {
     assert!(out.lines().filter(|l| l.contains(":memory:")).all(|l| l.ends_with(":/")), "{out}");
     let (code, _, _) = run(&ct, &["test", "-f", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
     assert_eq!(code, 0);
+    if std::path::Path::new("/sys/fs/cgroup/systemd").is_dir() {
+        let (code, _, err) = run(&ct, &["test", "-f", "/sys/fs/cgroup/systemd/cgroup.procs"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        let (code, _, _) = run(&ct, &["test", "-f", "/sys/fs/cgroup/unified/cgroup.procs"]);
+        assert_eq!(code, 0);
+        assert!(out.lines().any(|l| l == "0::/"), "{out}");
+    }
     ct.stop(&NoHooks).unwrap();
     assert!(!share.path().join("x").exists());
 }

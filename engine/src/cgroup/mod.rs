@@ -18,7 +18,12 @@ pub mod v2;
 pub use limits::Limits;
 
 /// v1 controllers an instance gets a cgroup in (when the host mounts them).
-pub const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio"];
+/// `name=systemd` is included so systemd inside the container finds its hierarchy.
+pub const V1_CONTROLLERS: &[&str] =
+    &["cpu", "cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio", "name=systemd"];
+
+/// Key of the cgroup2 hierarchy in a hybrid layout's parent map.
+pub const UNIFIED: &str = "unified";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,7 +61,8 @@ pub(crate) fn read_u64(path: &Path) -> Result<u64, Error> {
 /// Where instance cgroups are created on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
-    /// controller → parent directory (mountpoint + the parent cgroup path).
+    /// controller → parent directory (mountpoint + the parent cgroup path). On a hybrid
+    /// host the cgroup2 tree is there too, under the key [`UNIFIED`].
     V1 { parents: BTreeMap<String, PathBuf> },
     /// The parent directory in the unified hierarchy.
     V2 { parent: PathBuf },
@@ -121,10 +127,13 @@ impl Layout {
             p
         };
         if !v1_mounts.is_empty() {
-            let parents = v1_mounts
+            let mut parents: BTreeMap<String, PathBuf> = v1_mounts
                 .iter()
                 .map(|(c, m)| (c.clone(), join(m, own_v1.get(c).map(String::as_str).unwrap_or("/"))))
                 .collect();
+            if let Some(m) = &v2_mount {
+                parents.insert(UNIFIED.to_string(), join(m, own_v2.as_deref().unwrap_or("/")));
+            }
             return Ok(Layout::V1 { parents });
         }
         match v2_mount {

@@ -9,13 +9,14 @@ const HYBRID_MI: &str = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs r
 
 #[test]
 fn hybrid_uses_own_cgroup_per_controller() {
-    let own = "4:memory:/process_api/abc\n1:cpu:/\n2:cpuacct:/\n0::/\n";
+    let own = "4:memory:/process_api/abc\n1:cpu:/\n2:cpuacct:/\n9:name=systemd:/\n0::/\n";
     let l = Layout::from_texts(HYBRID_MI, own, Some("berth")).unwrap();
     let Layout::V1 { parents } = l else { panic!("expected v1") };
     assert_eq!(parents["memory"], PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/berth"));
     assert_eq!(parents["cpu"], PathBuf::from("/sys/fs/cgroup/cpu/berth"));
     assert_eq!(parents["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/berth"));
-    assert!(!parents.contains_key("name=systemd"));
+    assert_eq!(parents["name=systemd"], PathBuf::from("/sys/fs/cgroup/systemd/berth"));
+    assert_eq!(parents[UNIFIED], PathBuf::from("/sys/fs/cgroup/unified/berth"));
 }
 
 #[test]

@@ -207,7 +207,6 @@ impl Container {
             None => (req.uid as u64, 5),
         };
         nix::unistd::fchown(&slave, Some((hu as u32).into()), Some((hg as u32).into())).map_err(|e| ioe("chown pty")(e.into()))?;
-        let master = OwnedFd::from(master);
         super::console::set_winsize(&master, req.width.max(1), req.height.max(1))?;
         Ok((master, slave))
     }

@@ -64,10 +64,11 @@ fn cgroup_mounts(layout: &Layout) -> Vec<CgMount> {
                 by_dir.entry(dir).or_default().push(ctrl.clone());
             }
             for (dir, ctrls) in by_dir {
-                out.push(CgMount { dir, fstype: "cgroup", opts: ctrls.join(",") });
-            }
-            if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
-                out.push(CgMount { dir: "unified".into(), fstype: "cgroup2", opts: String::new() });
+                if ctrls.iter().any(|c| c == crate::cgroup::UNIFIED) {
+                    out.push(CgMount { dir, fstype: "cgroup2", opts: String::new() });
+                } else {
+                    out.push(CgMount { dir, fstype: "cgroup", opts: ctrls.join(",") });
+                }
             }
         }
         Layout::V2 { .. } => out.push(CgMount { dir: String::new(), fstype: "cgroup2", opts: String::new() }),
