@@ -489,3 +489,24 @@ fn root_exec_user_cwd_env() {
     assert_eq!(std::fs::metadata(ct.console_log_path()).unwrap().len(), 0);
     ct.stop(&NoHooks).unwrap();
 }
+
+#[test]
+fn root_poweroff_and_reboot_from_inside() {
+    if !can_run("root_poweroff_and_reboot_from_inside") {
+        return;
+    }
+    let fx = Fixture::new("inside");
+    let spec = fx.spec(&[]);
+    for (cmd, want) in [("poweroff", 128 + libc::SIGINT), ("reboot", berth_engine::container::REBOOT_STATUS)] {
+        let (ct, _) = start(&spec, &NoHooks);
+        // Detached: the exec itself dies with the container.
+        let ex = ct.exec(&berth_engine::container::ExecRequest { command: vec![cmd.into()], ..Default::default() }).unwrap();
+        let code = ex.wait().unwrap();
+        let exited = ct.wait_exit(Some(Duration::from_secs(20)));
+        let log = std::fs::read_to_string(&spec.log_path).unwrap_or_default();
+        assert!(exited, "{cmd} (exit {code}): init did not exit; console: {log:?}");
+        let status = ct.cleanup(&NoHooks).unwrap();
+        assert_eq!(status, Some(want), "{cmd}");
+        assert!(!ct.cgroup().exists());
+    }
+}

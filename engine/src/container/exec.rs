@@ -36,6 +36,7 @@ impl Default for ExecRequest {
 pub struct Exec {
     pub pid: i32,
     pidfd: OwnedFd,
+    reaped: std::sync::atomic::AtomicBool,
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
@@ -45,14 +46,20 @@ pub struct Exec {
 impl Exec {
     /// Blocks until the process exits; shell-style code (128+signal when killed).
     pub fn wait(&self) -> Result<i32, Error> {
-        sys::pidfd_reap(self.pidfd.as_fd(), false)
+        let code = sys::pidfd_reap(self.pidfd.as_fd(), false)
             .map_err(ioe("wait for exec"))?
-            .ok_or_else(|| Error::Invalid("exec still running".into()))
+            .ok_or_else(|| Error::Invalid("exec still running".into()))?;
+        self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(code)
     }
 
     /// The exit code if it has exited.
     pub fn try_wait(&self) -> Result<Option<i32>, Error> {
-        sys::pidfd_reap(self.pidfd.as_fd(), true).map_err(ioe("wait for exec"))
+        let r = sys::pidfd_reap(self.pidfd.as_fd(), true).map_err(ioe("wait for exec"))?;
+        if r.is_some() {
+            self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(r)
     }
 
     pub fn signal(&self, sig: i32) -> Result<(), Error> {
@@ -69,6 +76,20 @@ impl Exec {
     /// Readable when the process exits (for the daemon's poll loop).
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
+    }
+}
+
+impl Drop for Exec {
+    /// An exec dropped without `wait` is reaped in the background (no zombies).
+    fn drop(&mut self) {
+        if self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(fd) = self.pidfd.try_clone() {
+            std::thread::spawn(move || {
+                let _ = sys::pidfd_reap(fd.as_fd(), false);
+            });
+        }
     }
 }
 
@@ -178,7 +199,7 @@ impl Container {
             let _ = sys::pidfd_reap(pidfd.as_fd(), false);
             return Err(Error::Setup(String::from_utf8_lossy(&done.payload).into_owned()));
         }
-        Ok(Exec { pid: epid, pidfd, stdin: parent_side.0, stdout: parent_side.1, stderr: parent_side.2, pty: parent_side.3 })
+        Ok(Exec { pid: epid, pidfd, reaped: false.into(), stdin: parent_side.0, stdout: parent_side.1, stderr: parent_side.2, pty: parent_side.3 })
     }
 
     /// A pty from the container's devpts: its /dev/ptmx opened through /proc/<pid>/root

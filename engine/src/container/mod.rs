@@ -6,20 +6,36 @@
 //! ```text
 //! let spec = ContainerSpec::from_config(name, rootfs, runtime_dir, log_path,
 //!                                       expanded_config, expanded_devices, &other_maps)?;
-//! let (ct, info) = Container::start(&spec, &hooks)?;   // info: pid, idmap, disk_idmap, host nics
-//! ct.state()?;                                          // status, pid, processes, memory, cpu, network
+//! // spec.init / cgroup_parent / console_helper / halt_signal can be adjusted.
+//! let (ct, info) = Container::start(&spec, &hooks)?;  // StartInfo: pid, idmap, disk_idmap, host_nics
+//! ct.state()?;                                         // status, pid, processes, memory, cpu, network
 //! ct.freeze()?; ct.unfreeze()?;
-//! ct.apply_limits(&new_expanded_config)?;               // live limits.* update
-//! let ex = ct.exec(&ExecRequest { .. })?;               // fds to pump, ex.resize(), ex.signal(), ex.wait()
-//! let att = ct.console_attach()?;                       // bidirectional stream to /dev/console
-//! let f = Files::for_container(&ct)?;                   // or Files::for_stopped(rootfs, disk_idmap)
-//! ct.shutdown(timeout, &hooks)?;  /  ct.stop(&hooks)?;  // hooks: on_start, on_stop_ns, on_stop
-//! let ct = Container::adopt(&runtime_dir)?;             // after a daemon restart
-//! ct.wait_exit(None); ct.cleanup(&hooks)?;              // when init exits by itself
+//! ct.apply_limits(&new_expanded_config)?;              // live limits.* update
+//! let ex = ct.exec(&ExecRequest { .. })?;              // fds to pump; ex.resize/signal/wait
+//! let att = ct.console_attach()?;                      // att.stream (read/write), att.resize
+//! let f = Files::for_container(&ct)?;                  // or Files::for_stopped(rootfs, disk_idmap)
+//! ct.shutdown(spec.halt_signal, timeout, &hooks)?;     // Ok(false) = had to kill
+//! ct.stop(&hooks)?;                                    // forced
+//! let ct = Container::adopt(&runtime_dir)?;            // after a daemon restart
+//! if ct.wait_exit(None) { ct.cleanup(&hooks)?; }       // init exited by itself (poweroff/reboot)
 //! ```
-//! A running container survives the daemon: its init is reparented when the daemon dies;
-//! the only other process is the tiny `berth-console` helper that holds the console pty
-//! and writes the console log. `adopt` re-opens both from `<runtime_dir>/state.json`.
+//! Hooks fire in the order on_start (before init is executed), on_stop_ns (processes gone,
+//! network namespace still held), on_stop (everything torn down).
+//!
+//! Record after start: `volatile.idmap.current` = `info.idmap`, `volatile.last_state.idmap`
+//! = `info.disk_idmap` (feed it back as `spec.disk_idmap`; `from_config` reads it), and
+//! `volatile.<dev>.host_name` from `info.host_nics`.
+//!
+//! A running container survives the daemon: init is the daemon's child (CLONE_PARENT) and is
+//! reparented when the daemon dies; the only other process is the tiny `berth-console`
+//! helper (installed next to berthd) that holds the console pty and appends the console
+//! log. `adopt` re-opens both from `<runtime_dir>/state.json` (pid + start time + pidfd).
+//!
+//! Processes started by `exec` are children of the daemon too: `wait` for every `Exec` (or
+//! drop it, which reaps in the background). An unreaped exec zombie keeps the container's
+//! pid namespace, and so its init, from finishing its exit.
+//!
+//! The rootfs' parent directories must be traversable (o+x) by the container's root uid.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -42,9 +58,11 @@ pub mod seccomp;
 pub mod spec;
 mod start;
 pub mod state;
-mod stop;
+pub mod stop;
 
 pub use exec::{Exec, ExecRequest};
+pub use console::ConsoleAttach;
+pub use stop::REBOOT_STATUS;
 pub use files::{FileInfo, FileKind, Files};
 pub use spec::ContainerSpec;
 pub use state::{ContainerState, NetInterface, Status};

@@ -10,6 +10,10 @@ use crate::sys;
 
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Exit status of a pid-namespace init that called reboot(RB_AUTOBOOT) (killed by SIGHUP);
+/// a halt or power-off gives 128 + SIGINT.
+pub const REBOOT_STATUS: i32 = 128 + libc::SIGHUP;
+
 impl Container {
     /// Waits until init exits (None = forever). Returns true if it has exited.
     pub fn wait_exit(&self, timeout: Option<Duration>) -> bool {
@@ -29,7 +33,7 @@ impl Container {
         if !self.wait_exit(Some(KILL_TIMEOUT)) {
             return Err(Error::Timeout("init did not exit after SIGKILL".into()));
         }
-        self.cleanup(hooks)
+        self.cleanup(hooks).map(|_| ())
     }
 
     /// Clean shutdown: sends `signal` (the spec's halt signal, SIGPWR by default) to init
@@ -54,12 +58,15 @@ impl Container {
 
     /// Tears down what is left once init has exited: processes, hooks, devices, the
     /// console helper, cgroups and the state file. Safe to call more than once.
-    pub fn cleanup(&self, hooks: &dyn Hooks) -> Result<(), Error> {
+    /// Returns init's exit status when this process was its parent (not after adoption):
+    /// [`REBOOT_STATUS`] means the container asked for a reboot.
+    pub fn cleanup(&self, hooks: &dyn Hooks) -> Result<Option<i32>, Error> {
         if self.is_running() {
             return Err(Error::Invalid("container is still running".into()));
         }
+        let mut status = None;
         if let (true, Some(fd)) = (self.is_child, &self.pidfd) {
-            let _ = sys::pidfd_reap(fd.as_fd(), false);
+            status = sys::pidfd_reap(fd.as_fd(), false).ok().flatten();
         }
         if self.rt.cgroup.exists() {
             let _ = self.rt.cgroup.thaw();
@@ -91,7 +98,7 @@ impl Container {
             Err(e) => return Err(ioe(format!("remove {}", sf.display()))(e)),
         }
         hooks.on_stop();
-        Ok(())
+        Ok(status)
     }
 
     /// Finds a container started by an earlier daemon from `<runtime_dir>/state.json`.
