@@ -510,3 +510,43 @@ fn root_poweroff_and_reboot_from_inside() {
         assert!(!ct.cgroup().exists());
     }
 }
+
+#[test]
+fn root_failed_start_leaves_nothing() {
+    if !can_run("root_failed_start_leaves_nothing") {
+        return;
+    }
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Container>();
+    let fx = Fixture::new("fail");
+    let mut spec = fx.spec(&[]);
+    spec.init = vec!["/sbin/does-not-exist".into()];
+    let err = Container::start(&spec, &NoHooks).unwrap_err();
+    assert!(err.to_string().contains("does-not-exist"), "{err}");
+    let layout = berth_engine::cgroup::Layout::detect(None).unwrap();
+    let cgname = format!("berth-{}", fx.name);
+    match layout {
+        berth_engine::cgroup::Layout::V1 { parents } => {
+            for p in parents.values() {
+                assert!(!p.join(&cgname).exists(), "{} left behind", p.join(&cgname).display());
+            }
+        }
+        berth_engine::cgroup::Layout::V2 { parent } => assert!(!parent.join(&cgname).exists()),
+    }
+    assert!(!spec.runtime_dir.join("state.json").exists());
+    // A hook that refuses the start also unwinds everything, and nothing keeps running.
+    struct Refuse;
+    impl berth_engine::container::Hooks for Refuse {
+        fn on_start(&self, _pid: i32) -> Result<(), String> {
+            Err("no".into())
+        }
+    }
+    let spec = fx.spec(&[]);
+    assert!(Container::start(&spec, &Refuse).is_err());
+    assert!(Container::adopt(&spec.runtime_dir).is_err());
+    let ps = std::process::Command::new("ps").args(["-o", "args=", "-C", "berth-console"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains(&spec.runtime_dir.display().to_string()), "helper left behind");
+    // And the same spec starts fine afterwards.
+    let (ct, _) = start(&spec, &NoHooks);
+    ct.stop(&NoHooks).unwrap();
+}

@@ -178,7 +178,7 @@ impl Container {
             uid: req.uid,
             gid: req.gid,
             cwd: cs(&req.cwd)?,
-            seccomp: if self.rt.seccomp { Some(super::seccomp::program()) } else { None },
+            seccomp: self.rt.seccomp.map(|f| super::seccomp::program_with(f.deny_default, f.deny_compat)),
         };
         let (psock, csock) = msg::pair().map_err(ioe("socketpair"))?;
         let c = sys::fork().map_err(ioe("fork"))?;

@@ -136,7 +136,8 @@ pub struct RuntimeState {
     pub log_path: PathBuf,
     pub host_nics: Vec<String>,
     pub rootfs: PathBuf,
-    pub seccomp: bool,
+    /// The seccomp filter the container runs under (exec gets the same).
+    pub seccomp: Option<seccomp::Flags>,
 }
 
 /// A started (or adopted) container.

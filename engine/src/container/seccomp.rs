@@ -43,34 +43,54 @@ const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
-/// The filter for a config, or None when `security.syscalls.deny_default=false`.
-pub fn build(config: &BTreeMap<String, String>) -> Option<Vec<libc::sock_filter>> {
-    if config.get("security.syscalls.deny_default").is_some_and(|v| !super::spec::is_true(v)) {
-        return None;
-    }
-    Some(program())
+/// Which parts of the filter are on (recorded in the runtime state so exec gets the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Flags {
+    pub deny_default: bool,
+    pub deny_compat: bool,
 }
 
-/// The default program.
+/// The flags for a config; None when no filter is needed.
+pub fn flags(config: &BTreeMap<String, String>) -> Option<Flags> {
+    let flag = |k: &str| config.get(k).map(|v| super::spec::is_true(v));
+    let deny_default = flag("security.syscalls.deny_default").unwrap_or(true);
+    let deny_compat = flag("security.syscalls.deny_compat").unwrap_or(false);
+    (deny_default || deny_compat).then_some(Flags { deny_default, deny_compat })
+}
+
+/// The filter for a config: None when `security.syscalls.deny_default=false` and
+/// `security.syscalls.deny_compat` is not set.
+pub fn build(config: &BTreeMap<String, String>) -> Option<Vec<libc::sock_filter>> {
+    flags(config).map(|f| program_with(f.deny_default, f.deny_compat))
+}
+
+/// The default program (deny-list on, compat syscalls allowed).
 pub fn program() -> Vec<libc::sock_filter> {
+    program_with(true, false)
+}
+
+/// `deny_compat` refuses every syscall made through another ABI (i386 on x86_64).
+pub fn program_with(deny_default: bool, deny_compat: bool) -> Vec<libc::sock_filter> {
+    let other_arch = if deny_compat { SECCOMP_RET_ERRNO | libc::ENOSYS as u32 } else { SECCOMP_RET_ALLOW };
     let mut p = vec![
         stmt(LD_W_ABS, 4),
-        // Other architectures (i386 compat) are not filtered by this list.
         jump(JEQ_K, AUDIT_ARCH, 1, 0),
-        stmt(RET_K, SECCOMP_RET_ALLOW),
+        stmt(RET_K, other_arch),
         stmt(LD_W_ABS, 0),
         jump(JGE_K, X32_BIT, 0, 1),
         stmt(RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
     ];
-    for (_, nr) in denied_syscalls() {
-        p.push(jump(JEQ_K, nr as u32, 0, 1));
-        p.push(stmt(RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    if deny_default {
+        for (_, nr) in denied_syscalls() {
+            p.push(jump(JEQ_K, nr as u32, 0, 1));
+            p.push(stmt(RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+        }
+        // umount2(target, flags): refuse MNT_FORCE (args[1], low word at offset 24).
+        p.push(jump(JEQ_K, libc::SYS_umount2 as u32, 0, 3));
+        p.push(stmt(LD_W_ABS, 24));
+        p.push(jump(JSET_K, libc::MNT_FORCE as u32, 0, 1));
+        p.push(stmt(RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32));
     }
-    // umount2(target, flags): refuse MNT_FORCE (args[1], low word at offset 24).
-    p.push(jump(JEQ_K, libc::SYS_umount2 as u32, 0, 3));
-    p.push(stmt(LD_W_ABS, 24));
-    p.push(jump(JSET_K, libc::MNT_FORCE as u32, 0, 1));
-    p.push(stmt(RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32));
     p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
     p
 }
@@ -104,6 +124,10 @@ mod tests {
         assert!(build(&c).is_some());
         c.insert("security.syscalls.deny_default".into(), "false".into());
         assert!(build(&c).is_none());
+        c.insert("security.syscalls.deny_compat".into(), "true".into());
+        let p = build(&c).unwrap();
+        assert_eq!(p[2].k, SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert!(p.len() < program().len());
     }
 
     /// In a forked child: install, then kexec_load and keyctl give ENOSYS while getpid works.

@@ -205,7 +205,7 @@ impl Container {
             log_path: spec.log_path.clone(),
             host_nics: revert.nics.clone(),
             rootfs: spec.rootfs.clone(),
-            seccomp: seccomp.is_some(),
+            seccomp: seccomp::flags(&spec.config),
         };
         let json = serde_json::to_vec_pretty(&rt).map_err(|e| Error::Setup(format!("encode state: {e}")))?;
         let sf = Container::state_file(&spec.runtime_dir);
