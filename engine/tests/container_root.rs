@@ -550,3 +550,37 @@ fn root_failed_start_leaves_nothing() {
     let (ct, _) = start(&spec, &NoHooks);
     ct.stop(&NoHooks).unwrap();
 }
+
+#[test]
+fn root_hotplug_devices() {
+    if !can_run("root_hotplug_devices") {
+        return;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    assert!(std::process::Command::new("ip").args(["link", "add", "brhot0", "type", "bridge"]).status().unwrap().success());
+    let fx = Fixture::new("hotplug");
+    let (ct, _) = start(&fx.spec(&[]), &NoHooks);
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("f"), "hot").unwrap();
+    let cfg = std::collections::BTreeMap::new();
+    let disk = devices(&[("d", &[("type", "disk"), ("source", share.path().to_str().unwrap()), ("path", "/mnt/new/dir"), ("readonly", "true")])]);
+    ct.add_device("d", &disk["d"], &cfg).unwrap();
+    let (code, out, _) = run(&ct, &["cat", "/mnt/new/dir/f"]);
+    assert_eq!((code, out.as_str()), (0, "hot"));
+    let (code, _, _) = run(&ct, &["touch", "/mnt/new/dir/x"]);
+    assert_ne!(code, 0, "read-only disk was writable");
+    ct.remove_device("d", &disk["d"], &cfg).unwrap();
+    let (code, _, _) = run(&ct, &["test", "-e", "/mnt/new/dir/f"]);
+    assert_eq!(code, 1);
+
+    let nic = devices(&[("eth1", &[("type", "nic"), ("nictype", "bridged"), ("parent", "brhot0"), ("hwaddr", "00:16:3e:bb:00:01")])]);
+    let host = ct.add_device("eth1", &nic["eth1"], &cfg).unwrap().unwrap();
+    let (code, out, _) = run(&ct, &["cat", "/sys/class/net/eth1/address"]);
+    assert_eq!((code, out.trim()), (0, "00:16:3e:bb:00:01"));
+    let mut vcfg = cfg.clone();
+    vcfg.insert("volatile.eth1.host_name".to_string(), host.clone());
+    ct.remove_device("eth1", &nic["eth1"], &vcfg).unwrap();
+    let (code, _, _) = run(&ct, &["test", "-e", "/sys/class/net/eth1"]);
+    assert_eq!(code, 1);
+    ct.stop(&NoHooks).unwrap();
+}

@@ -24,13 +24,26 @@ fn dev_err(device: &str, reason: impl Into<String>) -> Error {
 pub(crate) fn plan(spec: &ContainerSpec) -> Result<DevicePlan, Error> {
     let mut out = DevicePlan::default();
     for (name, d) in &spec.devices {
+        plan_one(&spec.config, name, d, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Adds the work for one device to `out`.
+pub(crate) fn plan_one(
+    config: &std::collections::BTreeMap<String, String>,
+    name: &str,
+    d: &std::collections::BTreeMap<String, String>,
+    out: &mut DevicePlan,
+) -> Result<(), Error> {
+    {
         let get = |k: &str| d.get(k).map(String::as_str).filter(|v| !v.is_empty());
         match get("type").unwrap_or("") {
             "none" => {}
             "disk" => {
                 let path = get("path").ok_or_else(|| dev_err(name, "missing path"))?;
                 if path == "/" {
-                    continue; // the root disk is the rootfs itself
+                    return Ok(()); // the root disk is the rootfs itself
                 }
                 let source = get("source").ok_or_else(|| dev_err(name, "missing source"))?;
                 let sp = PathBuf::from(source);
@@ -58,9 +71,9 @@ pub(crate) fn plan(spec: &ContainerSpec) -> Result<DevicePlan, Error> {
                 out.cgroup_rules.push(format!("{c} {}:{} rwm", libc::major(rdev), libc::minor(rdev)));
                 out.binds.push(Bind { source: PathBuf::from(source), target: PathBuf::from(target), readonly: false, file: true });
             }
-            "nic" => out.nics.push(NicPlan::from_device(spec, name, d)?),
+            "nic" => out.nics.push(NicPlan::from_device(config, name, d)?),
             other => return Err(dev_err(name, format!("device type {other:?} is not supported by the container runtime"))),
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -111,7 +111,7 @@ fn fdpath(fd: BorrowedFd<'_>) -> PathBuf {
 }
 
 /// Opens (creating when missing) a mount point inside the rootfs without leaving it.
-fn mountpoint(root: BorrowedFd<'_>, rel: &Path, file: bool) -> R<OwnedFd> {
+pub(crate) fn mountpoint(root: BorrowedFd<'_>, rel: &Path, file: bool) -> R<OwnedFd> {
     let o_path = libc::O_PATH;
     if let Ok(fd) = sys::open_in_root(root, rel, o_path, 0) {
         return Ok(fd);

@@ -50,6 +50,7 @@ pub mod console;
 pub mod devices;
 pub mod exec;
 pub mod files;
+mod hotplug;
 mod init;
 mod msg;
 pub mod net;

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::state::NetInterface;
-use super::{ContainerSpec, Error};
+use super::Error;
 
 /// One bridged nic to create at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct NicPlan {
 }
 
 impl NicPlan {
-    pub(crate) fn from_device(spec: &ContainerSpec, dev: &str, d: &BTreeMap<String, String>) -> Result<Self, Error> {
+    pub(crate) fn from_device(config: &BTreeMap<String, String>, dev: &str, d: &BTreeMap<String, String>) -> Result<Self, Error> {
         let bad = |r: &str| Error::Device { device: dev.to_string(), reason: r.to_string() };
         let get = |k: &str| d.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let nictype = get("nictype").unwrap_or(if get("network").is_some() { "network" } else { "" });
@@ -30,7 +30,7 @@ impl NicPlan {
             return Err(bad(&format!("nictype {nictype:?} is not supported (only bridged)")));
         }
         let parent = get("parent").ok_or_else(|| bad("missing parent"))?.to_string();
-        let vol = |k: &str| spec.config.get(&format!("volatile.{dev}.{k}")).filter(|v| !v.is_empty()).cloned();
+        let vol = |k: &str| config.get(&format!("volatile.{dev}.{k}")).filter(|v| !v.is_empty()).cloned();
         let host_name = get("host_name").map(str::to_string).or_else(|| vol("host_name")).unwrap_or_else(|| random_name("veth"));
         let mtu = match get("mtu") {
             Some(m) => Some(m.parse().map_err(|_| bad("invalid mtu"))?),

@@ -42,6 +42,16 @@ fn cstr(s: &str) -> Result<CString, Error> {
     CString::new(s).map_err(|_| Error::Invalid(format!("NUL byte in {s:?}")))
 }
 
+/// Host devices every container gets when the host has them (as LXD: fuse and tun).
+fn default_binds() -> Vec<super::init::Bind> {
+    ["/dev/fuse", "/dev/net/tun"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
+        .map(|p| super::init::Bind { target: p.clone(), source: p, readonly: false, file: true })
+        .collect()
+}
+
 /// cgroup directory name of an instance.
 pub fn cgroup_name(name: &str) -> String {
     format!("berth-{name}")
@@ -119,7 +129,7 @@ impl Container {
             console_slave: pty.slave_path.clone(),
             init: spec.init.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
             env,
-            binds: dplan.binds.clone(),
+            binds: default_binds().into_iter().chain(dplan.binds.iter().cloned()).collect(),
             cgroup_mounts: cgroup_mounts(&layout),
             seccomp: seccomp.clone(),
         };
