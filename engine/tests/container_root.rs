@@ -142,11 +142,20 @@ fn root_limits_oom_pids_freeze() {
     // Live limit update.
     let mut cfg = spec.config.clone();
     cfg.insert("limits.processes".into(), "30".into());
+    cfg.insert("limits.cpu".into(), "1".into());
     ct.apply_limits(&cfg).unwrap();
     assert_eq!(std::fs::read_to_string(v1.dirs["pids"].join("pids.max")).unwrap().trim(), "30");
+    assert_eq!(std::fs::read_to_string(v1.dirs["cpuset"].join("cpuset.cpus")).unwrap().trim(), "0");
+    let (_, out, _) = run(&ct, &["grep", "Cpus_allowed_list", "/proc/self/status"]);
+    assert!(out.trim().ends_with("\t0") || out.trim().ends_with(" 0"), "{out}");
+    cfg.remove("limits.cpu");
+    ct.apply_limits(&cfg).unwrap();
+    let parent_cpus = std::fs::read_to_string(v1.dirs["cpuset"].parent().unwrap().join("cpuset.cpus")).unwrap();
+    assert_eq!(std::fs::read_to_string(v1.dirs["cpuset"].join("cpuset.cpus")).unwrap(), parent_cpus);
 
     ct.freeze().unwrap();
     assert_eq!(ct.state().unwrap().status, Status::Frozen);
+    assert!(ct.exec(&berth_engine::container::ExecRequest { command: vec!["true".into()], ..Default::default() }).is_err());
     ct.unfreeze().unwrap();
     assert_eq!(ct.state().unwrap().status, Status::Running);
     let st = ct.state().unwrap();

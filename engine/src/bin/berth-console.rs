@@ -4,10 +4,22 @@
 //! container and it must survive the daemon.
 //!
 //! Usage: berth-console <init-pid> <log-file> <socket-path>
+//!
+//! The log is capped: past `LOG_CAP` bytes it starts over, so a chatty console cannot
+//! fill the disk.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+
+const LOG_CAP: u64 = 8 << 20;
+
+fn log_write(logf: &mut std::fs::File, data: &[u8]) {
+    if logf.metadata().map(|m| m.len() + data.len() as u64 > LOG_CAP).unwrap_or(false) {
+        let _ = logf.set_len(0);
+    }
+    let _ = logf.write_all(data);
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -62,7 +74,7 @@ fn run(pid: &str, log: &str, sock: &str) -> std::io::Result<()> {
         }
         if fds[0].revents & libc::POLLIN != 0 {
             if let Ok(k) = m.read(&mut buf) {
-                let _ = logf.write_all(&buf[..k]);
+                log_write(&mut logf, &buf[..k]);
                 if let Some(c) = &mut client {
                     if c.write_all(&buf[..k]).is_err() {
                         client = None;
@@ -98,7 +110,7 @@ fn run(pid: &str, log: &str, sock: &str) -> std::io::Result<()> {
                 if k == 0 {
                     break;
                 }
-                let _ = logf.write_all(&buf[..k]);
+                log_write(&mut logf, &buf[..k]);
             }
             let _ = std::fs::remove_file(sock);
             return Ok(());

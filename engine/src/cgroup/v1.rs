@@ -65,8 +65,18 @@ impl V1 {
     }
 
     pub fn apply(&self, l: &Limits) -> Result<(), Error> {
-        if let (Some(d), Some(cpus)) = (self.dir("cpuset"), &l.cpuset) {
-            write(&d.join("cpuset.cpus"), &render_cpuset(cpus))?;
+        if let Some(d) = self.dir("cpuset") {
+            let cpus = match &l.cpuset {
+                Some(cpus) => render_cpuset(cpus),
+                // Unset: back to everything the parent has.
+                None => match d.parent() {
+                    Some(p) => read(&p.join("cpuset.cpus"))?,
+                    None => String::new(),
+                },
+            };
+            if !cpus.is_empty() {
+                write(&d.join("cpuset.cpus"), &cpus)?;
+            }
         }
         if let Some(d) = self.dir("cpu") {
             let (q, p) = l.cpu_quota.map(|(q, p)| (q as i64, p)).unwrap_or((-1, 100_000));

@@ -51,8 +51,9 @@ impl V2 {
     }
 
     pub fn apply(&self, l: &Limits) -> Result<(), Error> {
-        if let Some(cpus) = &l.cpuset {
-            write(&self.f("cpuset.cpus"), &render_cpuset(cpus))?;
+        if self.f("cpuset.cpus").exists() || l.cpuset.is_some() {
+            // Empty means "inherit the parent's CPUs".
+            write(&self.f("cpuset.cpus"), &l.cpuset.as_deref().map(render_cpuset).unwrap_or_default())?;
         }
         let max = match l.cpu_quota {
             Some((q, p)) => format!("{q} {p}"),
@@ -205,6 +206,7 @@ mod tests {
         assert_eq!(r("memory.high"), "1000");
         assert_eq!(r("pids.max"), "max");
         assert_eq!(r("cpu.max"), "max 100000");
+        assert_eq!(r("cpuset.cpus"), "");
     }
 
     #[test]

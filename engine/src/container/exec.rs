@@ -133,6 +133,10 @@ impl Container {
         if req.command.is_empty() {
             return Err(Error::Invalid("empty command".into()));
         }
+        // A new process would join the frozen cgroup and hang there.
+        if self.rt.cgroup.is_frozen()? {
+            return Err(Error::Invalid("container is frozen".into()));
+        }
         let pid = self.rt.pid;
         let mut ns = Vec::new();
         for (name, flag) in NS_ORDER {
