@@ -89,7 +89,9 @@ impl Layout {
                 _ => continue,
             };
             if ctrls.is_empty() {
-                own_v2 = Some(path.to_string());
+                // After moving into our leaf (see v2::DAEMON_LEAF) the parent is still "ours".
+                let p = path.strip_suffix(&format!("/{}", v2::DAEMON_LEAF)).unwrap_or(path);
+                own_v2 = Some(if p.is_empty() { "/".to_string() } else { p.to_string() });
             }
             for c in ctrls.split(',').filter(|c| !c.is_empty()) {
                 own_v1.insert(c.to_string(), path.to_string());

@@ -25,6 +25,9 @@ fn unified_only() {
     let l = Layout::from_texts(mi, "0::/system.slice/berthd.service\n", None).unwrap();
     assert_eq!(l, Layout::V2 { parent: PathBuf::from("/sys/fs/cgroup/system.slice/berthd.service") });
     assert!(matches!(Layout::from_texts("", "", None), Err(Error::NoHierarchy)));
+    // Once the daemon moved itself into its leaf, instances still go next to the leaf.
+    let l = Layout::from_texts(mi, "0::/system.slice/berthd.service/berthd.leaf\n", None).unwrap();
+    assert_eq!(l, Layout::V2 { parent: PathBuf::from("/sys/fs/cgroup/system.slice/berthd.service") });
 }
 
 #[test]

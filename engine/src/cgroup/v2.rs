@@ -11,6 +11,10 @@ use super::{read, read_u64, render_cpuset, write, Error, Limits, Stats};
 
 const WANTED: &[&str] = &["cpuset", "cpu", "io", "memory", "pids"];
 
+/// Leaf the daemon moves itself into when its own cgroup is the instances' parent: v2
+/// forbids enabling controllers for children of a cgroup that has processes itself.
+pub const DAEMON_LEAF: &str = "berthd.leaf";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct V2 {
     pub dir: PathBuf,
@@ -23,7 +27,14 @@ impl V2 {
         let enable: Vec<String> =
             available.split_whitespace().filter(|c| WANTED.contains(c)).map(|c| format!("+{c}")).collect();
         if !enable.is_empty() {
-            write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
+            let ctl = parent.join("cgroup.subtree_control");
+            match write(&ctl, &enable.join(" ")) {
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+                    move_procs_to_leaf(parent)?;
+                    write(&ctl, &enable.join(" "))?;
+                }
+                r => r?,
+            }
         }
         let dir = parent.join(name);
         match std::fs::create_dir(&dir) {
@@ -154,6 +165,24 @@ impl V2 {
     pub fn allow_device(&self, _rule: &str) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// Moves every process of `parent` into `parent/DAEMON_LEAF`.
+fn move_procs_to_leaf(parent: &Path) -> Result<(), Error> {
+    let leaf = parent.join(DAEMON_LEAF);
+    match std::fs::create_dir(&leaf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::Io { path: leaf, source: e }),
+    }
+    for pid in read(&parent.join("cgroup.procs"))?.lines() {
+        // A process may exit meanwhile; ESRCH is fine.
+        match write(&leaf.join("cgroup.procs"), pid.trim()) {
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
