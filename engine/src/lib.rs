@@ -12,22 +12,32 @@
 //! - `image`: image upload/fingerprint, safe unpacking into image volumes, export, publish.
 //! - `backup`: instance/volume backup tarballs (streamed export, safe import, btrfs send).
 //! - `snapshot_rules`: refresh comparison, snapshot names, expiry and schedules (pure).
+//! - `sys`: syscall wrappers nix lacks (openat2, idmapped mounts, pidfds).
+//! - `idmap`: id map allocation and rendering for unprivileged containers.
+//! - `cgroup`: instance cgroups (v1 and v2 backends).
+//! - `container`: the native container runtime.
+//! - `vm`: the QEMU driver (argv builder, QMP, accelerator probe, guest agent client).
 //! - `client`: a minimal HTTP client over the unix socket (CLI subcommands, tests).
 //! - `error`: the daemon error and its HTTP status mapping.
 //! - `testsupport`: test tiers and the skip-or-fail rule.
 
 pub mod api;
 pub mod backup;
+pub mod cgroup;
 pub mod client;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod events;
 pub mod filter;
+pub mod idmap;
 pub mod image;
 pub mod model;
 pub mod operations;
 pub mod snapshot_rules;
 pub mod storage;
+pub mod sys;
 pub mod testsupport;
+pub mod vm;

@@ -1,0 +1,152 @@
+//! Network devices: bridged veth pairs moved into the container's network namespace,
+//! and interface listing/counters read inside that namespace. Uses iproute2's `ip`
+//! (run with setns into the namespace), which every supported host has.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use super::state::NetInterface;
+use super::Error;
+
+/// One bridged nic to create at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicPlan {
+    pub device: String,
+    pub parent: String,
+    pub host_name: String,
+    pub name: String,
+    pub hwaddr: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+impl NicPlan {
+    pub(crate) fn from_device(config: &BTreeMap<String, String>, dev: &str, d: &BTreeMap<String, String>) -> Result<Self, Error> {
+        let bad = |r: &str| Error::Device { device: dev.to_string(), reason: r.to_string() };
+        let get = |k: &str| d.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let nictype = get("nictype").unwrap_or(if get("network").is_some() { "network" } else { "" });
+        if nictype != "bridged" {
+            return Err(bad(&format!("nictype {nictype:?} is not supported (only bridged)")));
+        }
+        let parent = get("parent").ok_or_else(|| bad("missing parent"))?.to_string();
+        let vol = |k: &str| config.get(&format!("volatile.{dev}.{k}")).filter(|v| !v.is_empty()).cloned();
+        let host_name = get("host_name").map(str::to_string).or_else(|| vol("host_name")).unwrap_or_else(|| random_name("veth"));
+        let mtu = match get("mtu") {
+            Some(m) => Some(m.parse().map_err(|_| bad("invalid mtu"))?),
+            None => None,
+        };
+        Ok(NicPlan {
+            device: dev.to_string(),
+            parent,
+            host_name,
+            name: get("name").unwrap_or(dev).to_string(),
+            hwaddr: get("hwaddr").map(str::to_string).or_else(|| vol("hwaddr")),
+            mtu,
+        })
+    }
+}
+
+fn random_name(prefix: &str) -> String {
+    format!("{prefix}{:08x}", rand::random::<u32>())
+}
+
+fn ip(args: &[&str], netns: Option<BorrowedFd<'_>>) -> Result<String, Error> {
+    let mut cmd = Command::new("ip");
+    cmd.args(args);
+    if let Some(ns) = netns {
+        let raw = ns.as_raw_fd();
+        // SAFETY: the closure only calls setns(2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(raw, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd.output().map_err(super::ioe("run ip"))?;
+    if !out.status.success() {
+        return Err(Error::Setup(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Creates the veth pair, plugs the host end into the bridge and moves the other end,
+/// renamed, into `netns` (the container's network namespace).
+pub(crate) fn attach(nic: &NicPlan, pid: i32, netns: BorrowedFd<'_>) -> Result<(), Error> {
+    let peer = random_name("bp");
+    ip(&["link", "add", &nic.host_name, "type", "veth", "peer", "name", &peer], None)?;
+    let res = (|| {
+        if let Some(hw) = &nic.hwaddr {
+            ip(&["link", "set", "dev", &peer, "address", hw], None)?;
+        }
+        if let Some(mtu) = nic.mtu {
+            let m = mtu.to_string();
+            ip(&["link", "set", "dev", &peer, "mtu", &m], None)?;
+            ip(&["link", "set", "dev", &nic.host_name, "mtu", &m], None)?;
+        }
+        ip(&["link", "set", "dev", &nic.host_name, "master", &nic.parent, "up"], None)?;
+        ip(&["link", "set", "dev", &peer, "netns", &pid.to_string()], None)?;
+        ip(&["link", "set", "dev", &peer, "name", &nic.name], Some(netns))?;
+        Ok(())
+    })();
+    if res.is_err() {
+        detach(&nic.host_name);
+    }
+    res
+}
+
+/// Deletes a host-side veth if it still exists (it vanishes with the namespace anyway).
+pub(crate) fn detach(host_name: &str) {
+    // Not via /sys/class/net: that shows the namespace sysfs was mounted in, not ours.
+    if ip(&["link", "show", "dev", host_name], None).is_ok() {
+        let _ = ip(&["link", "del", "dev", host_name], None);
+    }
+}
+
+/// Interfaces of the namespace with addresses (from `ip -j addr`) and counters (from
+/// /proc/<pid>/net/dev, which shows the namespace of `pid`).
+pub(crate) fn interfaces(pid: i32, netns: BorrowedFd<'_>) -> Result<BTreeMap<String, NetInterface>, Error> {
+    let mut out = BTreeMap::new();
+    let json = ip(&["-j", "addr", "show"], Some(netns))?;
+    let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Setup(format!("ip -j addr: {e}")))?;
+    for l in v.as_array().into_iter().flatten() {
+        let Some(name) = l.get("ifname").and_then(|n| n.as_str()) else { continue };
+        let mut ni = NetInterface {
+            hwaddr: l.get("address").and_then(|a| a.as_str()).unwrap_or("").to_string(),
+            mtu: l.get("mtu").and_then(|m| m.as_u64()).unwrap_or(0),
+            state: if l.get("operstate").and_then(|s| s.as_str()) == Some("DOWN") { "down".into() } else { "up".into() },
+            kind: l.get("link_type").and_then(|s| s.as_str()).unwrap_or("").to_string(),
+            ..Default::default()
+        };
+        for a in l.get("addr_info").and_then(|a| a.as_array()).into_iter().flatten() {
+            let family = a.get("family").and_then(|f| f.as_str()).unwrap_or("");
+            ni.addresses.push(super::state::NetAddress {
+                family: if family == "inet6" { "inet6".into() } else { "inet".into() },
+                address: a.get("local").and_then(|x| x.as_str()).unwrap_or("").to_string(),
+                netmask: a.get("prefixlen").and_then(|x| x.as_u64()).unwrap_or(0).to_string(),
+                scope: a.get("scope").and_then(|x| x.as_str()).unwrap_or("").to_string(),
+            });
+        }
+        out.insert(name.to_string(), ni);
+    }
+    let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).map_err(super::ioe("read net/dev"))?;
+    for line in dev.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else { continue };
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if f.len() < 16 {
+            continue;
+        }
+        if let Some(ni) = out.get_mut(name.trim()) {
+            ni.counters = super::state::NetCounters {
+                bytes_received: f[0],
+                packets_received: f[1],
+                bytes_sent: f[8],
+                packets_sent: f[9],
+            };
+        }
+    }
+    Ok(out)
+}
