@@ -187,7 +187,7 @@ fn openpty(size: WinSize) -> Result<(OwnedFd, OwnedFd), String> {
     let mut slave = -1;
     let mut ws = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: out-pointers are valid locals; name and termios may be null.
-    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &mut ws) };
+    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &raw mut ws) };
     if rc < 0 {
         return Err(format!("openpty: {}", std::io::Error::last_os_error()));
     }

@@ -26,3 +26,5 @@ pub use machine::{Machine, MachineError, MachineState, MemoryUpdate, ShutdownOut
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_timing;

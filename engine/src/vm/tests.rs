@@ -76,6 +76,11 @@ fn qemu_qmp_lifecycle_without_guest() {
     let mut guard = Cleanup(None);
     assert!(m.is_running());
     let pid = m.pid();
+    // Daemonized: not our child, in its own session, so it outlives berthd.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    assert_ne!(fields[1], std::process::id().to_string(), "ppid");
+    assert_eq!(fields[3], pid.to_string(), "qemu leads its own session");
     {
         let mut q = m.qmp().unwrap();
         let st = q.query_status().unwrap();
