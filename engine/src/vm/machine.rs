@@ -221,12 +221,12 @@ impl Machine {
     }
 
     /// Restarts: clean shutdown (forced after `timeout`), then a fresh start with `spec`
-    /// (new limits apply here).
-    pub fn restart(self, qemu: &Path, spec: &VmSpec, timeout: Duration) -> Result<Machine, MachineError> {
-        self.shutdown(timeout)?;
+    /// (new limits apply here). Returns the new machine and how the old one stopped.
+    pub fn restart(self, qemu: &Path, spec: &VmSpec, timeout: Duration) -> Result<(Machine, ShutdownOutcome), MachineError> {
+        let how = self.shutdown(timeout)?;
         let paths = self.paths.clone();
         drop(self);
-        Machine::start(qemu, spec, paths)
+        Ok((Machine::start(qemu, spec, paths)?, how))
     }
 
     /// Status, memory, CPU and disk counters from QMP and /proc.
@@ -317,6 +317,14 @@ fn thread_cpu_ns(pid: i32, tid: i32) -> u64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as u64 } else { 100 };
     ticks * 1_000_000_000 / hz
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// Test access to the liveness check.
+    pub(crate) fn alive(pid: i32) -> bool {
+        super::process_alive(pid)
+    }
 }
 
 #[cfg(test)]

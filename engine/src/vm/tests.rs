@@ -80,7 +80,9 @@ fn qemu_qmp_lifecycle_without_guest() {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     assert_ne!(fields[1], std::process::id().to_string(), "ppid");
-    assert_eq!(fields[3], pid.to_string(), "qemu leads its own session");
+    // SAFETY: getsid(0) only reads our session id.
+    let our_sid = unsafe { libc::getsid(0) };
+    assert_ne!(fields[3], our_sid.to_string(), "qemu runs in a session of its own");
     {
         let mut q = m.qmp().unwrap();
         let st = q.query_status().unwrap();
@@ -103,6 +105,15 @@ fn qemu_qmp_lifecycle_without_guest() {
     drop(m);
     let m = Machine::adopt(RunPaths::new(dir.path())).unwrap();
     assert_eq!(m.pid(), pid);
+    // Restart: the guest has no OS to act on the power button, so the shutdown is forced
+    // after the timeout, and a new QEMU (new pid) comes up with the new spec.
+    let mut spec2 = spec.clone();
+    spec2.cpus = 1;
+    let (m, how) = m.restart(&qemu_path(), &spec2, Duration::from_secs(1)).unwrap();
+    assert_eq!(how, ShutdownOutcome::Forced);
+    assert_ne!(m.pid(), pid);
+    assert!(!super::machine::tests_support::alive(pid));
+    assert_eq!(m.state().unwrap().cpus, 1);
     guard.0 = None;
     m.stop().unwrap();
     assert!(!m.is_running());
@@ -199,6 +210,32 @@ fn qemu_guest_agent_lifecycle() {
         .wait_with_output(Duration::from_secs(30))
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "33 101");
+
+    // Interactive: resize the pty mid-session, then let the command read a line.
+    let mut ex = agent
+        .exec(ExecSpec { argv: vec!["sh".into(), "-c".into(), "read x; stty size".into()], pty: Some(pty), ..Default::default() })
+        .unwrap();
+    ex.resize(40, 120).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ex.write_stdin(b"go\n").unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match ex.next_event(Duration::from_secs(30)).unwrap() {
+            super::agent::ExecEvent::Stdout(b) => seen.extend(b),
+            super::agent::ExecEvent::Stderr(_) => {}
+            super::agent::ExecEvent::Exit { code, .. } => {
+                assert_eq!(code, Some(0));
+                break;
+            }
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("40 120"), "{:?}", String::from_utf8_lossy(&seen));
+
+    // Signals reach the command; the exit reports the signal.
+    let ex = agent.exec(ExecSpec { argv: vec!["sleep".into(), "100".into()], ..Default::default() }).unwrap();
+    ex.signal(15).unwrap();
+    let out = ex.wait_with_output(Duration::from_secs(30)).unwrap();
+    assert_eq!((out.code, out.signal, out.return_code()), (None, Some(15), 143));
 
     // Files: push, stat, pull, mkdir, delete.
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
