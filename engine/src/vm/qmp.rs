@@ -271,6 +271,13 @@ impl Qmp {
         v["base-memory"].as_u64().ok_or_else(|| QmpError::Protocol { detail: format!("no base-memory in {v}") })
     }
 
+    /// The host pty behind a `pty` chardev (the console with `Console::Pty`), if any.
+    pub fn chardev_pty(&mut self, id: &str) -> Result<Option<String>, QmpError> {
+        let v = self.execute("query-chardev", None)?;
+        let dev = v.as_array().and_then(|a| a.iter().find(|c| c["label"] == id));
+        Ok(dev.and_then(|c| c["filename"].as_str()).and_then(|f| f.strip_prefix("pty:")).map(str::to_string))
+    }
+
     /// `query-blockstats`.
     pub fn query_blockstats(&mut self) -> Result<Vec<BlockStats>, QmpError> {
         let v = self.execute("query-blockstats", None)?;
@@ -336,6 +343,10 @@ mod tests {
                 ("query-balloon", r#"{"error": {"class": "DeviceNotActive", "desc": "No balloon"}, "id": $ID}"#.into()),
                 ("cont", r#"{"error": {"class": "GenericError", "desc": "boom"}, "id": $ID}"#.into()),
                 ("balloon", r#"{"return": {}, "id": $ID}"#.into()),
+                (
+                    "query-chardev",
+                    r#"{"return": [{"label": "qmp", "filename": "unix:/q"}, {"label": "console", "filename": "pty:/dev/pts/7"}], "id": $ID}"#.into(),
+                ),
             ],
         );
         let mut q = Qmp::connect(&sock, Duration::from_secs(2)).unwrap();
@@ -345,6 +356,7 @@ mod tests {
         let e = q.cont().unwrap_err();
         assert!(matches!(&e, QmpError::Command { class, desc, .. } if class == "GenericError" && desc == "boom"));
         q.balloon(1 << 30).unwrap();
+        assert_eq!(q.chardev_pty("console").unwrap().as_deref(), Some("/dev/pts/7"));
         // The STOP event that arrived before the reply is queued.
         assert_eq!(q.next_event(Duration::ZERO).unwrap().unwrap().name, "STOP");
         let seen = t.join().unwrap();
