@@ -2,12 +2,13 @@
 //!
 //! A `/dev/kvm` that opens and creates VMs is not enough: on kvm-pvm hosts the ioctls
 //! succeed, a real-mode boot sector even runs, yet Linux guests hang. So the probe has three
-//! stages, each must pass: (1) `KVM_GET_API_VERSION` == 12 and `KVM_CREATE_VM`; (2) QEMU
+//! stages, each must pass: (1) `KVM_GET_API_VERSION` == 12 and `KVM_CREATE_VM`, and the
+//! provider is not kvm-pvm (`/sys/module/kvm_pvm` without `kvm_intel`/`kvm_amd`); (2) QEMU
 //! `-accel kvm` boots a 512-byte boot sector that prints a marker on the serial port;
 //! (3) if a probe kernel is configured, QEMU `-accel kvm` boots it to a marker printed by
 //! its initramfs (the test image's `rdinit=/bare-init` prints `BERTH-BARE-BOOT`). Stage 3
-//! is the only one that catches kvm-pvm; operators without a probe kernel can force
-//! `tcg` with the setting.
+//! is the real proof; the kvm-pvm check of stage 1 is a heuristic for hosts without a
+//! probe kernel. Operators can always force `kvm` or `tcg` with the setting.
 
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
@@ -42,6 +43,9 @@ pub enum AccelError {
     /// The guest did not print its marker in time.
     #[error("{accel} guest did not print {marker} within {secs}s ({detail})")]
     NoMarker { accel: &'static str, marker: &'static str, secs: u64, detail: String },
+    /// KVM is provided by kvm-pvm, which runs only PVM-aware guest kernels.
+    #[error("kvm is kvm-pvm ({path} exists, no kvm_intel/kvm_amd): stock guest kernels do not run on it")]
+    Pvm { path: PathBuf },
     /// An unknown operator setting.
     #[error("unknown accelerator setting {value:?} (want auto, kvm or tcg)")]
     Setting { value: String },
@@ -134,6 +138,17 @@ pub fn probe_kvm_device(dev: &Path) -> Result<(), AccelError> {
     Ok(())
 }
 
+/// Stage 1b: the KVM provider is hardware KVM, not kvm-pvm. `sys_module` is normally
+/// `/sys/module` (a parameter so tests can use a fake tree).
+pub fn probe_kvm_flavour(sys_module: &Path) -> Result<(), AccelError> {
+    let pvm = sys_module.join("kvm_pvm");
+    let hw = sys_module.join("kvm_intel").exists() || sys_module.join("kvm_amd").exists();
+    if pvm.exists() && !hw {
+        return Err(AccelError::Pvm { path: pvm });
+    }
+    Ok(())
+}
+
 /// The 512-byte boot sector: real mode, prints [`BOOT_SECTOR_MARKER`] on COM1, halts.
 pub fn boot_sector() -> [u8; 512] {
     let code: [u8; 23] = [
@@ -207,6 +222,7 @@ fn run_to_marker(
         .map_err(|source| AccelError::Spawn { program: qemu.to_path_buf(), source })?;
     let start = Instant::now();
     let mut detail = "timed out".to_string();
+    let mut exited = false;
     let found = loop {
         let text = std::fs::read(&serial).unwrap_or_default();
         if String::from_utf8_lossy(&text).contains(marker) {
@@ -214,6 +230,7 @@ fn run_to_marker(
         }
         if let Ok(Some(status)) = child.try_wait() {
             detail = format!("qemu exited with {status}");
+            exited = true;
             break String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).contains(marker);
         }
         if start.elapsed() >= timeout {
@@ -227,7 +244,8 @@ fn run_to_marker(
     if found {
         return Ok(());
     }
-    if let Ok(out) = out {
+    // On a timeout QEMU's stderr holds only warnings; after an early exit it says why.
+    if let (true, Ok(out)) = (exited, out) {
         let err = String::from_utf8_lossy(&out.stderr);
         if let Some(line) = err.lines().rev().find(|l| l.contains("qemu") && !l.contains("terminating on signal")) {
             detail = format!("{detail}: {line}");
@@ -251,6 +269,7 @@ pub fn select(
         AccelSetting::Tcg => Selection { accel: Accel::Tcg, kvm_unusable: None },
         AccelSetting::Auto => {
             let probe = probe_kvm_device(kvm_dev)
+                .and_then(|()| probe_kvm_flavour(Path::new("/sys/module")))
                 .and_then(|()| probe_boot_sector(qemu, Accel::Kvm, workdir, timeout))
                 .and_then(|()| match kernel {
                     Some(k) => probe_kernel(qemu, Accel::Kvm, workdir, k, timeout),
@@ -275,6 +294,16 @@ mod tests {
         // `mov si, imm16` must point at the message.
         let si = u16::from_le_bytes([s[9], s[10]]) as usize - 0x7c00;
         assert_eq!(&s[si..si + BOOT_SECTOR_MARKER.len()], BOOT_SECTOR_MARKER.as_bytes());
+    }
+
+    #[test]
+    fn pvm_is_rejected_unless_hardware_kvm_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(probe_kvm_flavour(dir.path()).is_ok());
+        std::fs::create_dir(dir.path().join("kvm_pvm")).unwrap();
+        assert!(matches!(probe_kvm_flavour(dir.path()), Err(AccelError::Pvm { .. })));
+        std::fs::create_dir(dir.path().join("kvm_intel")).unwrap();
+        assert!(probe_kvm_flavour(dir.path()).is_ok());
     }
 
     #[test]

@@ -160,6 +160,12 @@ fn qemu_accel_probe() {
     if sel.accel == Accel::Tcg {
         assert!(sel.kvm_unusable.is_some(), "a TCG fallback says why");
     }
+    // On kvm-pvm the boot-sector stage passes, the kernel stage must catch it on its own.
+    if accel::probe_kvm_flavour(Path::new("/sys/module")).is_err() && Path::new("/dev/kvm").exists() {
+        let r = accel::probe_kernel(&qemu_path(), Accel::Kvm, dir.path(), &k, Duration::from_secs(10));
+        eprintln!("kernel stage under kvm-pvm: {r:?}");
+        assert!(matches!(r, Err(accel::AccelError::NoMarker { .. })));
+    }
 }
 
 #[test]
