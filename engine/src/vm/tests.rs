@@ -73,7 +73,6 @@ fn qemu_qmp_lifecycle_without_guest() {
         [("limits.cpu", "2"), ("limits.memory", "256MiB"), ("raw.qemu", "-S")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let spec = VmSpec::from_config("noguest", &cfg, Accel::Tcg, None, None, 0).unwrap();
     let m = Machine::start(&qemu_path(), &spec, RunPaths::new(dir.path())).unwrap();
-    let mut guard = Cleanup(None);
     assert!(m.is_running());
     let pid = m.pid();
     // Daemonized: not our child, in its own session, so it outlives berthd.
@@ -114,10 +113,26 @@ fn qemu_qmp_lifecycle_without_guest() {
     assert_ne!(m.pid(), pid);
     assert!(!super::machine::tests_support::alive(pid));
     assert_eq!(m.state().unwrap().cpus, 1);
-    guard.0 = None;
     m.stop().unwrap();
     assert!(!m.is_running());
     assert!(Machine::adopt(RunPaths::new(dir.path())).is_err(), "a stopped VM cannot be adopted");
+}
+
+#[test]
+fn qemu_pty_console() {
+    if !require("qemu_pty_console", Tier::Qemu, probe_program(QEMU)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = VmSpec::from_config("pty", &BTreeMap::new(), Accel::Tcg, None, None, 0).unwrap();
+    spec.console = super::cmdline::Console::Pty;
+    spec.raw_qemu = vec!["-S".into()];
+    let m = Machine::start(&qemu_path(), &spec, RunPaths::new(dir.path())).unwrap();
+    let pty = m.qmp().unwrap().chardev_pty("console").unwrap();
+    let stopped = m.stop();
+    let pty = pty.expect("console pty path");
+    assert!(pty.starts_with("/dev/pts/"), "{pty}");
+    stopped.unwrap();
 }
 
 #[test]
@@ -195,6 +210,14 @@ fn qemu_guest_agent_lifecycle() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.return_code(), 0);
     assert!(text.starts_with("Linux berth-test ") && text.contains("cloud-amd64"), "{text}");
+
+    // The qcow2 root disk is the guest's virtio-blk /dev/vda (64 MiB = 131072 sectors).
+    let out = agent
+        .exec(ExecSpec { argv: vec!["cat".into(), "/sys/block/vda/size".into()], ..Default::default() })
+        .unwrap()
+        .wait_with_output(Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "131072");
 
     // stdin, stderr, exit codes, env.
     let mut env = BTreeMap::new();
