@@ -52,12 +52,13 @@ pub(crate) fn image_spec(name: &str, image: &Path, config: &[(&str, &str)], disk
     VmSpec::from_config(name, &cfg, Accel::Tcg, disk, Some(boot), 8 << 30).expect("valid spec")
 }
 
-/// Stops a machine if a test fails midway.
-struct Cleanup(Option<Machine>);
+/// Stops whatever QEMU runs from a run dir when a test ends (also on panic). Declare it
+/// before the `Machine` so the machine (and its QMP connection) is dropped first.
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some(m) = self.0.take() {
+        if let Ok(m) = Machine::adopt(RunPaths::new(&self.0)) {
             let _ = m.stop();
         }
     }
@@ -72,6 +73,7 @@ fn qemu_qmp_lifecycle_without_guest() {
     let cfg: BTreeMap<String, String> =
         [("limits.cpu", "2"), ("limits.memory", "256MiB"), ("raw.qemu", "-S")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let spec = VmSpec::from_config("noguest", &cfg, Accel::Tcg, None, None, 0).unwrap();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
     let m = Machine::start(&qemu_path(), &spec, RunPaths::new(dir.path())).unwrap();
     assert!(m.is_running());
     let pid = m.pid();
@@ -127,6 +129,7 @@ fn qemu_pty_console() {
     let mut spec = VmSpec::from_config("pty", &BTreeMap::new(), Accel::Tcg, None, None, 0).unwrap();
     spec.console = super::cmdline::Console::Pty;
     spec.raw_qemu = vec!["-S".into()];
+    let _cleanup = Cleanup(dir.path().to_path_buf());
     let m = Machine::start(&qemu_path(), &spec, RunPaths::new(dir.path())).unwrap();
     let pty = m.qmp().unwrap().chardev_pty("console").unwrap();
     let stopped = m.stop();
@@ -195,9 +198,8 @@ fn qemu_guest_agent_lifecycle() {
     std::fs::copy(image.join("root.qcow2"), &disk).unwrap();
     let spec = image_spec("guest1", &image, &[("limits.memory", "512MiB")], Some(&disk));
     let paths = RunPaths::new(dir.path().join("run"));
+    let _cleanup = Cleanup(paths.dir.clone());
     let m = Machine::start(&qemu_path(), &spec, paths.clone()).unwrap();
-    let mut guard = Cleanup(Some(m));
-    let m = guard.0.as_ref().unwrap();
 
     // Exec right after start: waits for the agent while the guest boots.
     let agent = m.agent(Duration::from_secs(90)).unwrap();
@@ -317,11 +319,8 @@ fn qemu_guest_agent_lifecycle() {
     // Adoption: forget every client handle, then find the VM from its run dir.
     let pid = m.pid();
     drop(agent);
-    let m = guard.0.take().unwrap();
     drop(m);
     let m = Machine::adopt(paths.clone()).unwrap();
-    guard.0 = Some(m);
-    let m = guard.0.as_ref().unwrap();
     assert_eq!(m.pid(), pid);
     let agent = m.agent(Duration::from_secs(30)).unwrap();
     let out = agent
@@ -333,7 +332,6 @@ fn qemu_guest_agent_lifecycle() {
     drop(agent);
 
     // Clean stop through the ACPI power button.
-    let m = guard.0.take().unwrap();
     assert_eq!(m.shutdown(Duration::from_secs(60)).unwrap(), ShutdownOutcome::Clean);
     assert!(!m.is_running());
     let log = std::fs::read_to_string(paths.console_log()).unwrap_or_default();

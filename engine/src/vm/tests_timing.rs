@@ -19,6 +19,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn agent_boot(image: &std::path::Path, run: &std::path::Path) -> Duration {
     let spec = image_spec("timing-agent", image, &[("limits.memory", "512MiB")], None);
+    let _cleanup = super::tests::Cleanup(run.to_path_buf());
     let t = Instant::now();
     let m = Machine::start(&qemu_path(), &spec, RunPaths::new(run)).unwrap();
     let agent = AgentClient::connect(&m.paths().agent(), Duration::from_secs(120)).unwrap();
@@ -43,6 +44,7 @@ fn bare_boot(image: &std::path::Path, run: &std::path::Path) -> Duration {
     });
     let log = RunPaths::new(run).console_log();
     let _ = std::fs::remove_file(&log);
+    let _cleanup = super::tests::Cleanup(run.to_path_buf());
     let t = Instant::now();
     let m = Machine::start(&qemu_path(), &spec, RunPaths::new(run)).unwrap();
     loop {
