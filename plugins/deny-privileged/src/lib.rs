@@ -64,4 +64,48 @@ impl ProfileValidator for DenyPrivileged {
     }
 }
 
-export!(DenyPrivileged: InstanceValidator, ProfileValidator);
+impl ProjectValidator for DenyPrivileged {
+    /// A project must not lift LXD's privilege restriction.
+    fn validate_project(project: &ProjectView, _previous: Option<&ProjectView>) -> Verdict {
+        match project.config.value("restricted.containers.privilege") {
+            Some("allow") => Verdict::deny(
+                "restricted.containers.privilege",
+                "projects may not allow privileged containers",
+            ),
+            _ => Verdict::Allow,
+        }
+    }
+}
+
+impl DeviceValidator for DenyPrivileged {
+    /// No host root filesystem or raw unix devices; with plugin config
+    /// `force-readonly-disks=true`, host-path disks are made read-only.
+    fn validate_device(instance: &InstanceView, device: &Device) -> Verdict {
+        let settings = plugin_config();
+        let applies = settings
+            .value("projects")
+            .is_none_or(|list| list.split(',').any(|p| p.trim() == instance.project));
+        if !applies {
+            return Verdict::Allow;
+        }
+        let field = |key: &str| format!("devices.{}.{key}", device.name);
+        match device.config.value("type") {
+            Some("unix-char") | Some("unix-block") => {
+                Verdict::deny(field("type"), "raw unix devices are not allowed")
+            }
+            Some("disk") => match device.config.value("source") {
+                Some("/") => Verdict::deny(field("source"), "the host root filesystem cannot be attached"),
+                Some(src) if src.starts_with('/')
+                    && settings.is_true("force-readonly-disks")
+                    && !device.config.is_true("readonly") =>
+                {
+                    Patch::new().set("readonly", "true").into_verdict()
+                }
+                _ => Verdict::Allow,
+            },
+            _ => Verdict::Allow,
+        }
+    }
+}
+
+export!(DenyPrivileged: InstanceValidator, ProfileValidator, ProjectValidator, DeviceValidator);
