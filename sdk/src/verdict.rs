@@ -1,6 +1,6 @@
 //! Constructors for verdicts, violations and patches.
 
-use crate::{Patch, Verdict, Violation};
+use crate::{Hook, Patch, Verdict, Violation};
 
 impl Violation {
     /// A violation of `field` with a message.
@@ -61,5 +61,24 @@ impl Patch {
 impl Default for Patch {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Hook {
+    /// The WIT name ("pre-start", "onstopns", ...), for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::PreCreate => "pre-create",
+            Hook::PreStart => "pre-start",
+            Hook::Onstart => "onstart",
+            Hook::PreStop => "pre-stop",
+            Hook::Onstopns => "onstopns",
+            Hook::Onstop => "onstop",
+            Hook::PreDelete => "pre-delete",
+            Hook::OnSnapshot => "on-snapshot",
+            Hook::OnRestore => "on-restore",
+            Hook::OnRename => "on-rename",
+            Hook::OnUpdate => "on-update",
+        }
     }
 }

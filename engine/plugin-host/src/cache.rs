@@ -57,13 +57,15 @@ impl Cache {
     /// it came from the cache.
     pub fn load(&self, engine: &Engine, name: &str, bytes: &[u8], sha256: &str) -> Result<(Component, bool), PluginError> {
         let path = self.path(sha256);
-        if path.exists() {
-            // SAFETY: the file was written by `store` below from
-            // `Component::serialize` of this engine configuration (the key
-            // includes the compatibility hash), in a 0700 directory only the
-            // daemon writes; wasmtime still checks the header and refuses
-            // artifacts of another engine configuration.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+        // Read into memory rather than `deserialize_file`: a mapped file
+        // that something truncates later would crash the daemon (SIGBUS).
+        if let Ok(artifact) = std::fs::read(&path) {
+            // SAFETY: the artifact was written by `store` below from
+            // `Component::serialize` of an engine with this configuration
+            // (the file name includes the compatibility hash), in a 0700
+            // directory only the daemon writes; wasmtime still checks the
+            // header and refuses artifacts of another configuration.
+            match unsafe { Component::deserialize(engine, &artifact) } {
                 Ok(c) => return Ok((c, true)),
                 Err(e) => {
                     tracing::warn!(plugin = name, path = %path.display(), "discarding unusable cached plugin: {e}");
@@ -82,7 +84,11 @@ impl Cache {
 
     fn store(&self, component: &Component, path: &Path) -> std::io::Result<()> {
         let bytes = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per writer: concurrent installs of the same bytes must not
+        // share a temporary file; the rename makes the last one win whole.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp.{}.{seq}", std::process::id()));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;

@@ -16,7 +16,7 @@ impl Lifecycle for Audit {
         let details: Vec<String> = details.iter().map(|(k, v)| format!("{k}={v}")).collect();
         log(
             Level::Info,
-            &format!("audit {hook:?} {}/{} {}", instance.project, instance.name, details.join(" ")),
+            &format!("audit {} {}/{} {}", hook.name(), instance.project, instance.name, details.join(" ")),
         );
         Ok(())
     }

@@ -58,8 +58,13 @@ impl Harness {
         let db = Arc::new(FakeDb::default());
         let logs: Arc<Mutex<Vec<LogRecord>>> = Arc::default();
         let sink = logs.clone();
+        // One cache for the whole test binary: compiling in a debug build
+        // takes about a second per plugin (the cache itself is tested in
+        // manage.rs with its own directory).
+        static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+        let cache = CACHE.get_or_init(|| tempfile::tempdir().unwrap());
         let host = PluginHost::with(
-            &dir.path().join("cache"),
+            cache.path(),
             db.clone(),
             Some(Arc::new(move |r: &LogRecord| sink.lock().unwrap().push(r.clone()))),
         )
