@@ -181,3 +181,23 @@ fn priority_orders_mutations_and_denials() {
     let r = create(&h, instance("default", "bad", &[("security.privileged", "1")]));
     assert!(matches!(r, Err(Rejection::Denied { ref plugin, .. }) if plugin == "nopriv"), "{r:?}");
 }
+
+#[test]
+fn readme_example_is_current_and_works() {
+    let readme = include_str!("../../../sdk/README.md");
+    let source = include_str!("../../../plugins/readme-example/src/lib.rs");
+    assert!(readme.contains(source), "sdk/README.md must show plugins/readme-example/src/lib.rs verbatim");
+    assert!(source.lines().count() < 30, "the README plugin must stay under 30 lines");
+
+    let h = Harness::new();
+    let info = h.install("example", wasm::README_EXAMPLE, PluginSettings::default());
+    assert_eq!(info.metadata.name, "no-privileged");
+    assert_eq!(info.capabilities, [Capability::InstanceValidator, Capability::Lifecycle]);
+    assert_eq!(denied_fields(create(&h, instance("default", "c1", &[("security.privileged", "on")]))), ["security.privileged"]);
+    assert_eq!(denied_fields(create(&h, instance("default", "c1", &[("limits.memory", "1MB")]))), ["limits.memory"]);
+    let out = create(&h, instance("default", "c1", &[])).unwrap();
+    assert_eq!(out.value.config["limits.memory"], "1GiB");
+    assert!(create(&h, out.value).unwrap().patches.is_empty());
+    h.host.hook(Hook::OnStart, &instance("default", "c1", &[]), &ConfigMap::new()).unwrap();
+    assert!(h.logs().iter().any(|l| l.plugin == "example" && l.message == "onstart default/c1"));
+}
