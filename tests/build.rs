@@ -24,11 +24,20 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // Do not leak the outer build's configuration into the wasm build.
     for (key, _) in env::vars() {
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME")
+            || key.starts_with("RUSTC")
+            || key == "RUSTFLAGS"
+        {
             cmd.env_remove(key);
         }
     }
@@ -42,9 +51,16 @@ fn main() {
     let mut all = Vec::new();
     for (dir, name) in &members {
         let wasm = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
-        assert!(wasm.exists(), "expected {} after building {dir}", wasm.display());
+        assert!(
+            wasm.exists(),
+            "expected {} after building {dir}",
+            wasm.display()
+        );
         let konst = name.to_uppercase().replace('-', "_");
-        src.push_str(&format!("/// `plugins/{dir}`\npub const {konst}: &str = {:?};\n", wasm.display().to_string()));
+        src.push_str(&format!(
+            "/// `plugins/{dir}`\npub const {konst}: &str = {:?};\n",
+            wasm.display().to_string()
+        ));
         all.push(konst);
     }
     src.push_str("/// Every plugin const, by name (for the every-fixture-is-used check).\npub const ALL: &[(&str, &str)] = &[\n");
@@ -86,10 +102,15 @@ fn members(plugins: &Path) -> Vec<(String, String)> {
         .map(|m| m.trim().trim_matches('"').to_string())
         .filter(|m| !m.is_empty())
         .map(|dir| {
-            let toml = fs::read_to_string(plugins.join(&dir).join("Cargo.toml")).expect("member Cargo.toml");
+            let toml = fs::read_to_string(plugins.join(&dir).join("Cargo.toml"))
+                .expect("member Cargo.toml");
             let name = toml
                 .lines()
-                .find_map(|l| l.trim().strip_prefix("name = ").map(|n| n.trim_matches('"').to_string()))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("name = ")
+                        .map(|n| n.trim_matches('"').to_string())
+                })
                 .expect("package name");
             (dir, name)
         })

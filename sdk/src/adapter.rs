@@ -84,7 +84,11 @@ impl<T: Filter> instance_filter::exports::berth::plugin::filter::Guest for Adapt
 }
 
 impl<T: Lifecycle> lifecycle_hooks::exports::berth::plugin::lifecycle::Guest for Adapter<T> {
-    fn on_hook(hook: Hook, instance: InstanceView, details: Vec<(String, String)>) -> Result<(), String> {
+    fn on_hook(
+        hook: Hook,
+        instance: InstanceView,
+        details: Vec<(String, String)>,
+    ) -> Result<(), String> {
         crate::init();
         T::on_hook(hook, &instance, &details)
     }

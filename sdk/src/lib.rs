@@ -19,10 +19,10 @@ pub mod verdict;
 
 pub use wit_bindgen;
 
-/// WIT types shared by all interfaces.
-pub use bindings::base::berth::plugin::types;
 /// Host imports: log, read-only queries, the plugin's own configuration.
 pub use bindings::base::berth::plugin::host;
+/// WIT types shared by all interfaces.
+pub use bindings::base::berth::plugin::types;
 
 pub use types::{
     Device, Error, Hook, InstanceType, InstanceView, Level, Metadata, Patch, ProfileView,
@@ -98,7 +98,11 @@ pub trait Filter: Plugin {
 /// Lifecycle hooks. For `pre-*` hooks `Err(reason)` refuses the action.
 pub trait Lifecycle: Plugin {
     /// Called at each lifecycle point; `details` holds hook-specific data.
-    fn on_hook(_hook: Hook, _instance: &InstanceView, _details: &[(String, String)]) -> Result<(), String> {
+    fn on_hook(
+        _hook: Hook,
+        _instance: &InstanceView,
+        _details: &[(String, String)],
+    ) -> Result<(), String> {
         Ok(())
     }
 }

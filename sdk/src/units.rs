@@ -19,7 +19,10 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 fn err(input: &str, reason: &'static str) -> ParseError {
-    ParseError { input: input.to_string(), reason }
+    ParseError {
+        input: input.to_string(),
+        reason,
+    }
 }
 
 /// A byte size as LXD's `units.ParseByteSizeString` reads it: an integer
@@ -27,7 +30,9 @@ fn err(input: &str, reason: &'static str) -> ParseError {
 /// `PB`, `EB`) or a binary one (`KiB` ... `EiB`). Suffixes are case-sensitive
 /// and fractions are refused, as in LXD.
 pub fn parse_size(input: &str) -> Result<u64, ParseError> {
-    let split = input.find(|c: char| !c.is_ascii_digit()).unwrap_or(input.len());
+    let split = input
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(input.len());
     let (digits, suffix) = input.split_at(split);
     if digits.is_empty() {
         return Err(err(input, "no number"));
@@ -49,7 +54,9 @@ pub fn parse_size(input: &str) -> Result<u64, ParseError> {
         "EiB" => 1 << 60,
         _ => return Err(err(input, "unknown unit")),
     };
-    value.checked_mul(multiplier).ok_or_else(|| err(input, "size overflows"))
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| err(input, "size overflows"))
 }
 
 /// A CPU set such as `0-3,5`: sorted, without duplicates.
@@ -62,7 +69,10 @@ pub fn parse_cpuset(input: &str) -> Result<Vec<u32>, ParseError> {
         }
         match part.split_once('-') {
             Some((lo, hi)) => {
-                let lo: u32 = lo.trim().parse().map_err(|_| err(input, "bad range start"))?;
+                let lo: u32 = lo
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(input, "bad range start"))?;
                 let hi: u32 = hi.trim().parse().map_err(|_| err(input, "bad range end"))?;
                 if lo > hi {
                     return Err(err(input, "range start above end"));

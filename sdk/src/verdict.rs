@@ -5,7 +5,10 @@ use crate::{Hook, Patch, Verdict, Violation};
 impl Violation {
     /// A violation of `field` with a message.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Violation { field: field.into(), message: message.into() }
+        Violation {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -28,7 +31,10 @@ impl Verdict {
 impl Patch {
     /// An empty patch.
     pub fn new() -> Self {
-        Patch { set: Vec::new(), unset: Vec::new() }
+        Patch {
+            set: Vec::new(),
+            unset: Vec::new(),
+        }
     }
 
     /// Set `key` to `value`.

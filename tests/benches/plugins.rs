@@ -26,7 +26,11 @@ fn measure(samples: usize, iters: usize, mut f: impl FnMut()) -> (Duration, Dura
         })
         .collect();
     times.sort();
-    (times[samples / 10], times[samples / 2], times[samples * 9 / 10])
+    (
+        times[samples / 10],
+        times[samples / 2],
+        times[samples * 9 / 10],
+    )
 }
 
 fn row(what: &str, (p10, p50, p90): (Duration, Duration, Duration)) {
@@ -35,20 +39,30 @@ fn row(what: &str, (p10, p50, p90): (Duration, Duration, Duration)) {
 
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4
 }
 
 fn view(name: &str, config: &[(&str, &str)]) -> InstanceView {
     let mut v = InstanceView::new("default", name);
-    v.config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    v.config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     v.expanded_config = v.config.clone();
     v
 }
 
 fn settings(config: &[(&str, &str)]) -> PluginSettings {
     PluginSettings {
-        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..PluginSettings::default()
     }
 }
@@ -60,44 +74,100 @@ fn main() -> anyhow::Result<()> {
 
     // 1. One instance validation: no plugins vs three.
     let host = PluginHost::new(&cache)?;
-    let mut config: Vec<(String, String)> = (0..17).map(|i| (format!("user.k{i}"), "v".to_string())).collect();
-    config.extend([("limits.cpu", "2"), ("limits.memory", "1GiB"), ("security.nesting", "false")].map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut config: Vec<(String, String)> = (0..17)
+        .map(|i| (format!("user.k{i}"), "v".to_string()))
+        .collect();
+    config.extend(
+        [
+            ("limits.cpu", "2"),
+            ("limits.memory", "1GiB"),
+            ("security.nesting", "false"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     let mut v = view("web-1", &[]);
     v.config = config.into_iter().collect();
     v.expanded_config = v.config.clone();
-    let req = InstanceRequest { op: InstanceOp::Create, view: v };
-    row("validate_instance, no plugins (20 keys)", measure(50, 2000, || {
-        host.validate_instance(&req).ok();
-    }));
-    host.install("limits", &read(wasm::REQUIRE_LIMITS)?, PluginSettings::default())?;
-    host.install("nopriv", &read(wasm::DENY_PRIVILEGED)?, PluginSettings::default())?;
-    host.install("names", &read(wasm::NAME_POLICY)?, settings(&[("default", "[a-z][a-z0-9-]*")]))?;
+    let req = InstanceRequest {
+        op: InstanceOp::Create,
+        view: v,
+    };
+    row(
+        "validate_instance, no plugins (20 keys)",
+        measure(50, 2000, || {
+            host.validate_instance(&req).ok();
+        }),
+    );
+    host.install(
+        "limits",
+        &read(wasm::REQUIRE_LIMITS)?,
+        PluginSettings::default(),
+    )?;
+    host.install(
+        "nopriv",
+        &read(wasm::DENY_PRIVILEGED)?,
+        PluginSettings::default(),
+    )?;
+    host.install(
+        "names",
+        &read(wasm::NAME_POLICY)?,
+        settings(&[("default", "[a-z][a-z0-9-]*")]),
+    )?;
     assert!(host.validate_instance(&req).is_ok());
-    row("validate_instance, 3 plugins (allow, 20 keys)", measure(30, 100, || {
-        host.validate_instance(&req).ok();
-    }));
+    row(
+        "validate_instance, 3 plugins (allow, 20 keys)",
+        measure(30, 100, || {
+            host.validate_instance(&req).ok();
+        }),
+    );
 
     // 2. A predicate over 500 views.
     host.install("owner", &read(wasm::OWNER)?, PluginSettings::default())?;
-    let views: Vec<_> = (0..500).map(|i| view(&format!("c{i}"), &[("user.owner", if i % 2 == 0 { "alice" } else { "bob" })])).collect();
-    row("predicate plugin.owner eq alice over 500 views", measure(10, 2, || {
-        let n = views.iter().filter(|v| host.predicate("owner", "alice", v).unwrap_or(false)).count();
-        assert_eq!(n, 250);
-    }));
-    row("visible() over 500 views (1 filter plugin)", measure(10, 2, || {
-        assert_eq!(views.iter().filter(|v| host.visible(v)).count(), 500);
-    }));
+    let views: Vec<_> = (0..500)
+        .map(|i| {
+            view(
+                &format!("c{i}"),
+                &[("user.owner", if i % 2 == 0 { "alice" } else { "bob" })],
+            )
+        })
+        .collect();
+    row(
+        "predicate plugin.owner eq alice over 500 views",
+        measure(10, 2, || {
+            let n = views
+                .iter()
+                .filter(|v| host.predicate("owner", "alice", v).unwrap_or(false))
+                .count();
+            assert_eq!(n, 250);
+        }),
+    );
+    row(
+        "visible() over 500 views (1 filter plugin)",
+        measure(10, 2, || {
+            assert_eq!(views.iter().filter(|v| host.visible(v)).count(), 500);
+        }),
+    );
 
     // 3. Loading a plugin from the on-disk cache (a daemon restart).
     let names = read(wasm::NAME_POLICY)?;
     let fresh = PluginHost::new(&dir.path().join("other-cache"))?;
     let compiled = fresh.install("names", &names, PluginSettings::default())?;
-    println!("{:<58} {:>11.2?} ({} KiB wasm)", "compile name-policy (no cache)", compiled.load_time, names.len() / 1024);
+    println!(
+        "{:<58} {:>11.2?} ({} KiB wasm)",
+        "compile name-policy (no cache)",
+        compiled.load_time,
+        names.len() / 1024
+    );
     let restarted = PluginHost::new(&cache)?;
-    row("install name-policy from the disk cache", measure(20, 10, || {
-        let info = restarted.install("names", &names, PluginSettings::default()).expect("install");
-        assert!(info.from_cache);
-    }));
+    row(
+        "install name-policy from the disk cache",
+        measure(20, 10, || {
+            let info = restarted
+                .install("names", &names, PluginSettings::default())
+                .expect("install");
+            assert!(info.from_cache);
+        }),
+    );
 
     // 4. RSS around 10,000 calls to the fault fixtures.
     let faults = PluginHost::new(&cache)?;
@@ -111,7 +181,13 @@ fn main() -> anyhow::Result<()> {
         ("spin", wasm::FIXTURE_INFINITE_LOOP),
     ] {
         faults.install(name, &read(path)?, fast.clone())?;
-        faults.update_settings(name, PluginSettings { enabled: false, ..fast.clone() })?;
+        faults.update_settings(
+            name,
+            PluginSettings {
+                enabled: false,
+                ..fast.clone()
+            },
+        )?;
     }
     let hook_view = view("c1", &[]);
     let run = |n: usize| {
@@ -120,7 +196,15 @@ fn main() -> anyhow::Result<()> {
             faults.update_settings(name, fast.clone()).expect("enable");
             let r = faults.hook(Hook::PreStart, &hook_view, &ConfigMap::new());
             assert!(matches!(r, Err(Rejection::Failed(_))), "{r:?}");
-            faults.update_settings(name, PluginSettings { enabled: false, ..fast.clone() }).expect("disable");
+            faults
+                .update_settings(
+                    name,
+                    PluginSettings {
+                        enabled: false,
+                        ..fast.clone()
+                    },
+                )
+                .expect("disable");
         }
     };
     run(100);
@@ -134,7 +218,10 @@ fn main() -> anyhow::Result<()> {
         after as i64 - before as i64
     );
     for i in faults.list() {
-        println!("  {:<6} calls {:>5} failures {:>5}", i.name, i.calls, i.failures);
+        println!(
+            "  {:<6} calls {:>5} failures {:>5}",
+            i.name, i.calls, i.failures
+        );
     }
     Ok(())
 }

@@ -38,7 +38,10 @@ impl Hasher for Sha256Hasher {
 
 impl Cache {
     pub fn new(dir: &Path, engine: &Engine) -> Result<Self, PluginError> {
-        let err = |source| PluginError::CacheDir { path: dir.to_path_buf(), source };
+        let err = |source| PluginError::CacheDir {
+            path: dir.to_path_buf(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(err)?;
         // Artifacts are loaded with `unsafe` deserialization: only the
         // daemon may write them.
@@ -46,7 +49,10 @@ impl Cache {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = hex::encode(&h.0.finalize()[..12]);
-        Ok(Cache { dir: dir.to_path_buf(), engine_key })
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            engine_key,
+        })
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -55,7 +61,13 @@ impl Cache {
 
     /// The compiled component, from the cache when possible. Returns whether
     /// it came from the cache.
-    pub fn load(&self, engine: &Engine, name: &str, bytes: &[u8], sha256: &str) -> Result<(Component, bool), PluginError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, bool), PluginError> {
         let path = self.path(sha256);
         // Read into memory rather than `deserialize_file`: a mapped file
         // that something truncates later would crash the daemon (SIGBUS).
@@ -73,8 +85,10 @@ impl Cache {
                 }
             }
         }
-        let component = Component::new(engine, bytes)
-            .map_err(|e| PluginError::NotAComponent { name: name.to_string(), reason: format!("{e:#}") })?;
+        let component = Component::new(engine, bytes).map_err(|e| PluginError::NotAComponent {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        })?;
         if let Err(e) = self.store(&component, &path) {
             // The plugin still works, only the next load is slower.
             tracing::warn!(plugin = name, path = %path.display(), "cannot cache compiled plugin: {e}");
@@ -83,7 +97,9 @@ impl Cache {
     }
 
     fn store(&self, component: &Component, path: &Path) -> std::io::Result<()> {
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         // Unique per writer: concurrent installs of the same bytes must not
         // share a temporary file; the rename makes the last one win whole.
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -38,7 +38,10 @@ pub(crate) fn devices(map: &Devices) -> Vec<wit::Device> {
 }
 
 pub(crate) fn device(name: &str, cfg: &ConfigMap) -> wit::Device {
-    wit::Device { name: name.to_string(), config: config(cfg) }
+    wit::Device {
+        name: name.to_string(),
+        config: config(cfg),
+    }
 }
 
 pub(crate) fn instance(v: &InstanceView) -> wit::InstanceView {
@@ -69,7 +72,11 @@ pub(crate) fn profile(p: &ProfileView) -> wit::ProfileView {
 }
 
 pub(crate) fn project(p: &ProjectView) -> wit::ProjectView {
-    wit::ProjectView { name: p.name.clone(), description: p.description.clone(), config: config(&p.config) }
+    wit::ProjectView {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        config: config(&p.config),
+    }
 }
 
 pub(crate) fn hook(h: Hook) -> wit::Hook {
@@ -135,7 +142,11 @@ pub(crate) fn verdict(v: wit::Verdict, limits: &Limits) -> Result<Verdict, Failu
         wit::Verdict::Deny(list) => {
             if list.len() > limits.max_violations {
                 return Err(FailureKind::OutputTooLarge {
-                    what: format!("{} violations (limit {})", list.len(), limits.max_violations),
+                    what: format!(
+                        "{} violations (limit {})",
+                        list.len(),
+                        limits.max_violations
+                    ),
                 });
             }
             let mut out: Vec<Violation> = list
@@ -146,7 +157,10 @@ pub(crate) fn verdict(v: wit::Verdict, limits: &Limits) -> Result<Verdict, Failu
                 })
                 .collect();
             if out.is_empty() {
-                out.push(Violation { field: String::new(), message: "denied without a reason".to_string() });
+                out.push(Violation {
+                    field: String::new(),
+                    message: "denied without a reason".to_string(),
+                });
             }
             Ok(Verdict::Deny(out))
         }
@@ -157,7 +171,10 @@ pub(crate) fn verdict(v: wit::Verdict, limits: &Limits) -> Result<Verdict, Failu
                     what: format!("patch of {keys} keys (limit {})", limits.max_patch_keys),
                 });
             }
-            Ok(Verdict::Mutate(Patch { set: p.set.into_iter().collect(), unset: p.unset }))
+            Ok(Verdict::Mutate(Patch {
+                set: p.set.into_iter().collect(),
+                unset: p.unset,
+            }))
         }
     }
 }
@@ -175,13 +192,24 @@ mod tests {
 
     #[test]
     fn oversized_and_empty_denials() {
-        let limits = Limits { max_violations: 2, ..Limits::default() };
+        let limits = Limits {
+            max_violations: 2,
+            ..Limits::default()
+        };
         let v = |n: usize| {
             wit::Verdict::Deny(
-                (0..n).map(|i| wit::Violation { field: i.to_string(), message: "m".into() }).collect(),
+                (0..n)
+                    .map(|i| wit::Violation {
+                        field: i.to_string(),
+                        message: "m".into(),
+                    })
+                    .collect(),
             )
         };
-        assert!(matches!(verdict(v(3), &limits), Err(FailureKind::OutputTooLarge { .. })));
+        assert!(matches!(
+            verdict(v(3), &limits),
+            Err(FailureKind::OutputTooLarge { .. })
+        ));
         assert!(matches!(verdict(v(2), &limits), Ok(Verdict::Deny(l)) if l.len() == 2));
         assert!(matches!(verdict(v(0), &limits), Ok(Verdict::Deny(l)) if l.len() == 1));
     }
@@ -190,7 +218,10 @@ mod tests {
     fn instance_roundtrip_fields() {
         let mut view = InstanceView::new("p", "c1");
         view.config.insert("limits.cpu".into(), "2".into());
-        view.devices.insert("root".into(), [("type".to_string(), "disk".to_string())].into());
+        view.devices.insert(
+            "root".into(),
+            [("type".to_string(), "disk".to_string())].into(),
+        );
         let w = instance(&view);
         assert_eq!(w.name, "c1");
         assert_eq!(w.config, vec![("limits.cpu".to_string(), "2".to_string())]);

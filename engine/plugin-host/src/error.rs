@@ -100,6 +100,17 @@ pub enum PluginError {
         /// Predicate name.
         name: String,
     },
+    /// A predicate refused its value (for example an unknown owner format):
+    /// the filter clause is invalid.
+    #[error("plugin {plugin}: predicate {predicate}: {message}")]
+    Predicate {
+        /// Plugin name.
+        plugin: String,
+        /// Predicate name.
+        predicate: String,
+        /// The plugin's error.
+        message: String,
+    },
     /// A plugin failed while evaluating a predicate (fail-closed).
     #[error(transparent)]
     Failed(Box<Failure>),
@@ -119,6 +130,7 @@ impl PluginError {
                 | PluginError::InstallCall { .. }
                 | PluginError::InvalidSettings { .. }
                 | PluginError::UnknownPredicate { .. }
+                | PluginError::Predicate { .. }
         )
     }
 }
@@ -165,7 +177,9 @@ impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailureKind::Timeout { deadline } => write!(f, "deadline of {deadline:?} exceeded"),
-            FailureKind::OutOfMemory { limit } => write!(f, "memory limit of {limit} bytes exceeded"),
+            FailureKind::OutOfMemory { limit } => {
+                write!(f, "memory limit of {limit} bytes exceeded")
+            }
             FailureKind::StackExhausted => f.write_str("stack exhausted"),
             FailureKind::Panic { message } => write!(f, "panicked: {message}"),
             FailureKind::Trap { message } => write!(f, "trapped: {message}"),
@@ -224,5 +238,9 @@ impl Rejection {
 }
 
 fn join(violations: &[Violation]) -> String {
-    violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+    violations
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -13,7 +13,8 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, validate_device, validate_instance, validate_profile, validate_project,
+    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    validate_project,
 };
 use crate::bindings::Full;
 use crate::cache::{sha256_hex, Cache};
@@ -79,8 +80,14 @@ impl PluginHost {
 
     /// A host whose plugins query `queries` and whose plugin log lines also
     /// go to `log_sink`.
-    pub fn with(cache_dir: &Path, queries: Arc<dyn HostQueries>, log_sink: Option<LogSink>) -> Result<Self, PluginError> {
-        let engine_err = |e: wasmtime::Error| PluginError::Engine { reason: format!("{e:#}") };
+    pub fn with(
+        cache_dir: &Path,
+        queries: Arc<dyn HostQueries>,
+        log_sink: Option<LogSink>,
+    ) -> Result<Self, PluginError> {
+        let engine_err = |e: wasmtime::Error| PluginError::Engine {
+            reason: format!("{e:#}"),
+        };
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(engine_err)?;
@@ -89,8 +96,11 @@ impl PluginHost {
         // Rust std guests import stdio/environment interfaces even when they
         // never use them; the WasiCtx grants nothing unless settings say so.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
-        Full::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(engine_err)?;
+        Full::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let (engine, stop) = (engine.clone(), stop.clone());
@@ -102,7 +112,9 @@ impl PluginHost {
                         engine.increment_epoch();
                     }
                 })
-                .map_err(|e| PluginError::Engine { reason: format!("cannot start epoch thread: {e}") })?
+                .map_err(|e| PluginError::Engine {
+                    reason: format!("cannot start epoch thread: {e}"),
+                })?
         };
         Ok(PluginHost {
             engine,
@@ -123,13 +135,20 @@ impl PluginHost {
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
-        self.registry.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.registry
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn context(&self, name: &str, settings: PluginSettings) -> Arc<CallContext> {
         Arc::new(CallContext {
             name: Arc::from(name),
-            config: settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            config: settings
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             settings,
             queries: self.queries.clone(),
             log_sink: self.log_sink.clone(),
@@ -140,20 +159,35 @@ impl PluginHost {
     /// component is compiled or loaded from the cache, its contract checked
     /// (WIT version, known exports, linkable imports, export types), and
     /// `describe`/`predicates` called once.
-    pub fn install(&self, name: &str, wasm: &[u8], settings: PluginSettings) -> Result<PluginInfo, PluginError> {
+    pub fn install(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        settings: PluginSettings,
+    ) -> Result<PluginInfo, PluginError> {
         check_name(name)?;
         settings
             .check()
-            .map_err(|reason| PluginError::InvalidSettings { name: name.to_string(), reason })?;
+            .map_err(|reason| PluginError::InvalidSettings {
+                name: name.to_string(),
+                reason,
+            })?;
         let start = Instant::now();
         let sha256 = sha256_hex(wasm);
         let (component, from_cache) = self.cache.load(&self.engine, name, wasm, &sha256)?;
         let contract = inspect(name, &self.engine, &component)?;
-        let link = |e: wasmtime::Error| PluginError::Link { name: name.to_string(), reason: format!("{e:#}") };
+        let link = |e: wasmtime::Error| PluginError::Link {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
         let pre = self.linker.instantiate_pre(&component).map_err(link)?;
         let has = |c| contract.capabilities.contains(&c);
         let indices = Indices {
-            describe: contract.describe.then(|| describe::GuestIndices::new(&pre)).transpose().map_err(link)?,
+            describe: contract
+                .describe
+                .then(|| describe::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
             validate_instance: has(Capability::InstanceValidator)
                 .then(|| validate_instance::GuestIndices::new(&pre))
                 .transpose()
@@ -170,7 +204,10 @@ impl PluginHost {
                 .then(|| validate_device::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
-            filter: has(Capability::Filter).then(|| filter::GuestIndices::new(&pre)).transpose().map_err(link)?,
+            filter: has(Capability::Filter)
+                .then(|| filter::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
             lifecycle: has(Capability::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
                 .transpose()
@@ -196,7 +233,11 @@ impl PluginHost {
             .find(|e| e.name() == name)
             .map(|e| e.stats.clone())
             .unwrap_or_else(|| Arc::new(Stats::default()));
-        let entry = Entry { compiled, ctx, stats };
+        let entry = Entry {
+            compiled,
+            ctx,
+            stats,
+        };
         let info = info(&entry);
         self.replace(&current, name, Some(entry));
         tracing::info!(plugin = name, from_cache, "plugin installed");
@@ -212,7 +253,10 @@ impl PluginHost {
         indices: &Indices,
         ctx: &Arc<CallContext>,
     ) -> Result<(Metadata, Vec<String>), PluginError> {
-        let link = |e: wasmtime::Error| PluginError::Link { name: name.to_string(), reason: format!("{e:#}") };
+        let link = |e: wasmtime::Error| PluginError::Link {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
         let mut types_ok = Ok(());
         let result = run(&self.engine, pre, ctx, |store, instance| {
             types_ok = check_export_types(store, instance, indices);
@@ -220,16 +264,23 @@ impl PluginHost {
                 return Ok((Metadata::default(), Vec::new()));
             }
             let metadata = match &indices.describe {
-                Some(d) => crate::convert::metadata(d.load(&mut *store, instance)?.call_describe(&mut *store)?),
+                Some(d) => crate::convert::metadata(
+                    d.load(&mut *store, instance)?.call_describe(&mut *store)?,
+                ),
                 None => Metadata::default(),
             };
             let predicates = match &indices.filter {
-                Some(f) => f.load(&mut *store, instance)?.call_predicates(&mut *store)?,
+                Some(f) => f
+                    .load(&mut *store, instance)?
+                    .call_predicates(&mut *store)?,
                 None => Vec::new(),
             };
             Ok((metadata, predicates))
         })
-        .map_err(|failure| PluginError::InstallCall { name: name.to_string(), failure: Box::new(failure) })?;
+        .map_err(|failure| PluginError::InstallCall {
+            name: name.to_string(),
+            failure: Box::new(failure),
+        })?;
         types_ok.map_err(link)?;
         let (metadata, mut predicates) = result;
         predicates.truncate(64);
@@ -242,25 +293,40 @@ impl PluginHost {
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.snapshot();
         if !current.plugins.iter().any(|e| e.name() == name) {
-            return Err(PluginError::NotFound { name: name.to_string() });
+            return Err(PluginError::NotFound {
+                name: name.to_string(),
+            });
         }
         self.replace(&current, name, None);
         Ok(())
     }
 
     /// Change a plugin's settings without recompiling it.
-    pub fn update_settings(&self, name: &str, settings: PluginSettings) -> Result<PluginInfo, PluginError> {
+    pub fn update_settings(
+        &self,
+        name: &str,
+        settings: PluginSettings,
+    ) -> Result<PluginInfo, PluginError> {
         settings
             .check()
-            .map_err(|reason| PluginError::InvalidSettings { name: name.to_string(), reason })?;
+            .map_err(|reason| PluginError::InvalidSettings {
+                name: name.to_string(),
+                reason,
+            })?;
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.snapshot();
         let old = current
             .plugins
             .iter()
             .find(|e| e.name() == name)
-            .ok_or_else(|| PluginError::NotFound { name: name.to_string() })?;
-        let entry = Entry { compiled: old.compiled.clone(), ctx: self.context(name, settings), stats: old.stats.clone() };
+            .ok_or_else(|| PluginError::NotFound {
+                name: name.to_string(),
+            })?;
+        let entry = Entry {
+            compiled: old.compiled.clone(),
+            ctx: self.context(name, settings),
+            stats: old.stats.clone(),
+        };
         let info = info(&entry);
         self.replace(&current, name, Some(entry));
         Ok(info)
@@ -273,17 +339,29 @@ impl PluginHost {
 
     /// One plugin.
     pub fn get(&self, name: &str) -> Option<PluginInfo> {
-        self.snapshot().plugins.iter().find(|e| e.name() == name).map(info)
+        self.snapshot()
+            .plugins
+            .iter()
+            .find(|e| e.name() == name)
+            .map(info)
     }
 
     /// Publish a new snapshot with `name` replaced by `entry` (or removed).
     fn replace(&self, current: &Snapshot, name: &str, entry: Option<Entry>) {
-        let mut plugins: Vec<Entry> = current.plugins.iter().filter(|e| e.name() != name).cloned().collect();
+        let mut plugins: Vec<Entry> = current
+            .plugins
+            .iter()
+            .filter(|e| e.name() != name)
+            .cloned()
+            .collect();
         plugins.extend(entry);
         plugins.sort_by(|a, b| {
             (a.ctx.settings.priority, a.name()).cmp(&(b.ctx.settings.priority, b.name()))
         });
-        *self.registry.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot { plugins });
+        *self
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot { plugins });
     }
 }
 
@@ -342,11 +420,19 @@ fn info(e: &Entry) -> PluginInfo {
 /// Names appear in logs, events, cache lookups and API paths: keep them
 /// short and plain.
 fn check_name(name: &str) -> Result<(), PluginError> {
-    let bad = |reason| Err(PluginError::InvalidName { name: name.to_string(), reason });
+    let bad = |reason| {
+        Err(PluginError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() || name.len() > 64 {
         return bad("must be 1 to 64 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
         return bad("only lowercase letters, digits, '-' and '_' are allowed");
     }
     if !name.as_bytes()[0].is_ascii_alphanumeric() {
@@ -374,7 +460,9 @@ mod tests {
     fn garbage_is_not_a_component() {
         let dir = tempfile::tempdir().unwrap();
         let host = PluginHost::new(dir.path()).unwrap();
-        let err = host.install("junk", b"not wasm at all", PluginSettings::default()).unwrap_err();
+        let err = host
+            .install("junk", b"not wasm at all", PluginSettings::default())
+            .unwrap_err();
         assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
         assert!(err.is_invalid_input());
         assert!(host.list().is_empty());

@@ -68,10 +68,17 @@ fn berth_name(full: &str) -> Option<(&str, &str)> {
 
 /// 0.x versions are compatible within the same minor version (semver).
 fn compatible(version: &str) -> bool {
-    version.split('.').take(2).eq(API_VERSION.split('.').take(2))
+    version
+        .split('.')
+        .take(2)
+        .eq(API_VERSION.split('.').take(2))
 }
 
-pub(crate) fn inspect(name: &str, engine: &Engine, component: &Component) -> Result<Contract, PluginError> {
+pub(crate) fn inspect(
+    name: &str,
+    engine: &Engine,
+    component: &Component,
+) -> Result<Contract, PluginError> {
     let ty = component.component_type();
     let incompatible = |found: &str| PluginError::IncompatibleVersion {
         name: name.to_string(),
@@ -89,7 +96,9 @@ pub(crate) fn inspect(name: &str, engine: &Engine, component: &Component) -> Res
     let mut all = Vec::new();
     for (export, _) in ty.exports(engine) {
         all.push(export.to_string());
-        let Some((iface, version)) = berth_name(export) else { continue };
+        let Some((iface, version)) = berth_name(export) else {
+            continue;
+        };
         if !compatible(version) {
             return Err(incompatible(export));
         }
@@ -102,7 +111,11 @@ pub(crate) fn inspect(name: &str, engine: &Engine, component: &Component) -> Res
     if contract.capabilities.is_empty() {
         return Err(PluginError::NoKnownExport {
             name: name.to_string(),
-            exports: if all.is_empty() { "nothing".to_string() } else { all.join(", ") },
+            exports: if all.is_empty() {
+                "nothing".to_string()
+            } else {
+                all.join(", ")
+            },
             supported: API_VERSION,
         });
     }
@@ -116,7 +129,10 @@ mod tests {
 
     #[test]
     fn names_and_versions() {
-        assert_eq!(berth_name("berth:plugin/host@0.1.0"), Some(("host", "0.1.0")));
+        assert_eq!(
+            berth_name("berth:plugin/host@0.1.0"),
+            Some(("host", "0.1.0"))
+        );
         assert_eq!(berth_name("wasi:cli/stdin@0.2.6"), None);
         assert!(compatible("0.1.0"));
         assert!(compatible("0.1.7"));

@@ -44,6 +44,6 @@ pub use inspect::{Capability, API_VERSION};
 pub use settings::{DirGrant, FailurePolicy, Grants, Limits, PluginSettings};
 pub use state::{LogRecord, LogSink};
 pub use types::{
-    ConfigMap, Devices, Hook, HostQueries, InstanceType, InstanceView, Level, Metadata, NoQueries, Patch,
-    ProfileView, ProjectView, QueryError, Verdict, Violation,
+    ConfigMap, Devices, Hook, HostQueries, InstanceType, InstanceView, Level, Metadata, NoQueries,
+    Patch, ProfileView, ProjectView, QueryError, Verdict, Violation,
 };

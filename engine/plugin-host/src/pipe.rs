@@ -25,7 +25,11 @@ pub(crate) struct BoundedPipe(Arc<Mutex<PipeBuf>>);
 
 impl BoundedPipe {
     pub fn new(capacity: usize) -> Self {
-        BoundedPipe(Arc::new(Mutex::new(PipeBuf { data: Vec::new(), capacity, dropped: 0 })))
+        BoundedPipe(Arc::new(Mutex::new(PipeBuf {
+            data: Vec::new(),
+            capacity,
+            dropped: 0,
+        })))
     }
 
     fn push(&self, bytes: &[u8]) {
@@ -80,7 +84,11 @@ impl Pollable for BoundedPipe {
 }
 
 impl tokio::io::AsyncWrite for BoundedPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -9,7 +9,8 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, validate_device, validate_instance, validate_profile, validate_project,
+    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    validate_project,
 };
 use crate::error::{Failure, FailureKind};
 use crate::inspect::Capability;
@@ -79,7 +80,9 @@ impl Entry {
         f: impl FnOnce(&mut Store<CallState>, &Instance, &Compiled) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = run(engine, &self.compiled.pre, &self.ctx, |store, instance| f(store, instance, &self.compiled));
+        let result = run(engine, &self.compiled.pre, &self.ctx, |store, instance| {
+            f(store, instance, &self.compiled)
+        });
         if result.is_err() {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -89,7 +92,11 @@ impl Entry {
     /// Turn an out-of-bounds answer into a counted failure.
     pub fn fail(&self, kind: FailureKind, elapsed: Duration) -> Failure {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        let failure = Failure { plugin: self.name().to_string(), kind, elapsed };
+        let failure = Failure {
+            plugin: self.name().to_string(),
+            kind,
+            elapsed,
+        };
         tracing::warn!(plugin = self.name(), "{failure}");
         failure
     }
@@ -105,13 +112,20 @@ pub(crate) fn run<R>(
 ) -> Result<R, Failure> {
     let start = Instant::now();
     let deadline = ctx.settings.limits.deadline;
-    let failure = |kind| Failure { plugin: ctx.name.to_string(), kind, elapsed: start.elapsed() };
-    let state = CallState::new(ctx.clone()).map_err(|message| failure(FailureKind::Instantiate { message }))?;
+    let failure = |kind| Failure {
+        plugin: ctx.name.to_string(),
+        kind,
+        elapsed: start.elapsed(),
+    };
+    let state = CallState::new(ctx.clone())
+        .map_err(|message| failure(FailureKind::Instantiate { message }))?;
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(deadline));
     let result = match pre.instantiate(&mut store) {
-        Ok(instance) => f(&mut store, &instance).map_err(|e| classify(&e, store.data(), deadline, false)),
+        Ok(instance) => {
+            f(&mut store, &instance).map_err(|e| classify(&e, store.data(), deadline, false))
+        }
         Err(e) => Err(classify(&e, store.data(), deadline, true)),
     };
     report_stdio(store.data());
@@ -129,9 +143,16 @@ fn deadline_ticks(deadline: Duration) -> u64 {
 }
 
 /// Name the cause of a failed call from the error and what the store saw.
-fn classify(err: &wasmtime::Error, state: &CallState, deadline: Duration, instantiating: bool) -> FailureKind {
+fn classify(
+    err: &wasmtime::Error,
+    state: &CallState,
+    deadline: Duration,
+    instantiating: bool,
+) -> FailureKind {
     if state.limiter.memory_exceeded {
-        return FailureKind::OutOfMemory { limit: state.ctx.settings.limits.memory_bytes };
+        return FailureKind::OutOfMemory {
+            limit: state.ctx.settings.limits.memory_bytes,
+        };
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => return FailureKind::Timeout { deadline },
@@ -139,7 +160,9 @@ fn classify(err: &wasmtime::Error, state: &CallState, deadline: Duration, instan
         _ => {}
     }
     if let Some(message) = &state.panic_message {
-        return FailureKind::Panic { message: message.clone() };
+        return FailureKind::Panic {
+            message: message.clone(),
+        };
     }
     let message = crate::convert::truncate(format!("{:#}", err.root_cause()), 2048);
     match err.downcast_ref::<Trap>() {
@@ -158,7 +181,10 @@ fn report_stdio(state: &CallState) {
         let record = LogRecord {
             plugin: state.ctx.name.to_string(),
             level: Level::Warn,
-            message: format!("stderr: {}", crate::convert::truncate(text, state.ctx.settings.limits.max_log_bytes)),
+            message: format!(
+                "stderr: {}",
+                crate::convert::truncate(text, state.ctx.settings.limits.max_log_bytes)
+            ),
         };
         crate::state::emit(&record);
         if let Some(sink) = &state.ctx.log_sink {

@@ -71,7 +71,10 @@ impl Limits {
         }
         // A Rust guest needs its 1 MiB shadow stack plus data.
         if self.memory_bytes < (2 << 20) || self.memory_bytes > (4 << 30) {
-            return Err(format!("memory limit {} outside 2 MiB..=4 GiB", self.memory_bytes));
+            return Err(format!(
+                "memory limit {} outside 2 MiB..=4 GiB",
+                self.memory_bytes
+            ));
         }
         if self.instances == 0 || self.tables == 0 || self.memories == 0 {
             return Err("instance, table and memory counts must be at least 1".to_string());
@@ -105,17 +108,25 @@ impl Grants {
     pub(crate) fn check(&self) -> Result<(), String> {
         for dir in &self.read_only_dirs {
             if !dir.host_path.is_absolute() {
-                return Err(format!("granted directory {} is not absolute", dir.host_path.display()));
+                return Err(format!(
+                    "granted directory {} is not absolute",
+                    dir.host_path.display()
+                ));
             }
             if !dir.host_path.is_dir() {
-                return Err(format!("granted directory {} does not exist", dir.host_path.display()));
+                return Err(format!(
+                    "granted directory {} does not exist",
+                    dir.host_path.display()
+                ));
             }
             if dir.guest_path.is_empty() {
                 return Err("granted directory has an empty guest path".to_string());
             }
         }
         if self.env.keys().any(|k| k.is_empty() || k.contains('=')) {
-            return Err("environment variable names must be non-empty and contain no '='".to_string());
+            return Err(
+                "environment variable names must be non-empty and contain no '='".to_string(),
+            );
         }
         Ok(())
     }
@@ -190,7 +201,10 @@ mod tests {
         s.limits.memory_bytes = 1024;
         assert!(s.check().is_err());
         let mut s = PluginSettings::default();
-        s.grants.read_only_dirs.push(DirGrant { host_path: "relative".into(), guest_path: "/x".into() });
+        s.grants.read_only_dirs.push(DirGrant {
+            host_path: "relative".into(),
+            guest_path: "/x".into(),
+        });
         assert!(s.check().is_err());
         let mut s = PluginSettings::default();
         s.grants.env.insert("A=B".into(), "x".into());

@@ -59,10 +59,16 @@ impl CallState {
         let grants = &ctx.settings.grants;
         let stderr = BoundedPipe::new(limits.max_stdio_bytes);
         let mut b = WasiCtxBuilder::new();
-        b.stderr(stderr.clone()).stdout(BoundedPipe::new(limits.max_stdio_bytes));
+        b.stderr(stderr.clone())
+            .stdout(BoundedPipe::new(limits.max_stdio_bytes));
         for dir in &grants.read_only_dirs {
             b.preopened_dir(&dir.host_path, &dir.guest_path, FsPerms::ReadOnly)
-                .map_err(|e| format!("cannot open granted directory {}: {e}", dir.host_path.display()))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot open granted directory {}: {e}",
+                        dir.host_path.display()
+                    )
+                })?;
         }
         for (k, v) in &grants.env {
             b.env(k, v);
@@ -85,7 +91,10 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -113,8 +122,16 @@ impl host::Host for CallState {
         }
     }
 
-    fn get_instance(&mut self, project: String, name: String) -> Result<wit::InstanceView, wit::Error> {
-        self.ctx.queries.get_instance(&project, &name).map(|v| convert::instance(&v)).map_err(convert::query_error)
+    fn get_instance(
+        &mut self,
+        project: String,
+        name: String,
+    ) -> Result<wit::InstanceView, wit::Error> {
+        self.ctx
+            .queries
+            .get_instance(&project, &name)
+            .map(|v| convert::instance(&v))
+            .map_err(convert::query_error)
     }
 
     fn list_instances(&mut self, project: String) -> Result<Vec<wit::InstanceView>, wit::Error> {
@@ -125,12 +142,24 @@ impl host::Host for CallState {
             .map_err(convert::query_error)
     }
 
-    fn get_profile(&mut self, project: String, name: String) -> Result<wit::ProfileView, wit::Error> {
-        self.ctx.queries.get_profile(&project, &name).map(|p| convert::profile(&p)).map_err(convert::query_error)
+    fn get_profile(
+        &mut self,
+        project: String,
+        name: String,
+    ) -> Result<wit::ProfileView, wit::Error> {
+        self.ctx
+            .queries
+            .get_profile(&project, &name)
+            .map(|p| convert::profile(&p))
+            .map_err(convert::query_error)
     }
 
     fn get_project(&mut self, name: String) -> Result<wit::ProjectView, wit::Error> {
-        self.ctx.queries.get_project(&name).map(|p| convert::project(&p)).map_err(convert::query_error)
+        self.ctx
+            .queries
+            .get_project(&name)
+            .map(|p| convert::project(&p))
+            .map_err(convert::query_error)
     }
 
     fn plugin_config(&mut self) -> Vec<(String, String)> {
@@ -200,21 +229,37 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current);
         if self.memory_used.saturating_add(growth) > self.memory_limit {
             self.memory_exceeded = true;
             // An error (not `Ok(false)`) traps at once instead of trusting the
             // guest to handle a failed `memory.grow`.
-            return Err(wasmtime::format_err!("memory limit of {} bytes exceeded", self.memory_limit));
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded",
+                self.memory_limit
+            ));
         }
         self.memory_used += growth;
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            return Err(wasmtime::format_err!("table limit of {} elements exceeded", self.table_elements));
+            return Err(wasmtime::format_err!(
+                "table limit of {} elements exceeded",
+                self.table_elements
+            ));
         }
         Ok(true)
     }
@@ -231,4 +276,3 @@ impl ResourceLimiter for Limiter {
         self.memories
     }
 }
-

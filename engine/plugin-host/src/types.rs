@@ -179,7 +179,10 @@ impl Hook {
 
     /// Whether the hook runs before the action and may refuse it.
     pub fn can_refuse(self) -> bool {
-        matches!(self, Hook::PreCreate | Hook::PreStart | Hook::PreStop | Hook::PreDelete)
+        matches!(
+            self,
+            Hook::PreCreate | Hook::PreStart | Hook::PreStop | Hook::PreDelete
+        )
     }
 
     /// The WIT name ("pre-start", "onstopns", ...).

@@ -12,11 +12,21 @@ impl Plugin for Audit {
 }
 
 impl Lifecycle for Audit {
-    fn on_hook(hook: Hook, instance: &InstanceView, details: &[(String, String)]) -> Result<(), String> {
+    fn on_hook(
+        hook: Hook,
+        instance: &InstanceView,
+        details: &[(String, String)],
+    ) -> Result<(), String> {
         let details: Vec<String> = details.iter().map(|(k, v)| format!("{k}={v}")).collect();
         log(
             Level::Info,
-            &format!("audit {} {}/{} {}", hook.name(), instance.project, instance.name, details.join(" ")),
+            &format!(
+                "audit {} {}/{} {}",
+                hook.name(),
+                instance.project,
+                instance.name,
+                details.join(" ")
+            ),
         );
         Ok(())
     }

@@ -36,14 +36,20 @@ fn check(config: &[(String, String)], project: &str) -> Verdict {
     }
     let mut violations = Vec::new();
     if config.is_true("security.privileged") {
-        violations.push(Violation::new("security.privileged", "privileged containers are not allowed"));
+        violations.push(Violation::new(
+            "security.privileged",
+            "privileged containers are not allowed",
+        ));
     }
     if config.is_true("security.nesting") && !settings.is_true("allow-nesting") {
         violations.push(Violation::new("security.nesting", "nesting is not allowed"));
     }
     if let Some(idmap) = config.value("raw.idmap") {
         if idmap.lines().any(maps_host_root) {
-            violations.push(Violation::new("raw.idmap", "mapping host root is not allowed"));
+            violations.push(Violation::new(
+                "raw.idmap",
+                "mapping host root is not allowed",
+            ));
         }
     }
     Verdict::from_violations(violations)
@@ -94,10 +100,14 @@ impl DeviceValidator for DenyPrivileged {
                 Verdict::deny(field("type"), "raw unix devices are not allowed")
             }
             Some("disk") => match device.config.value("source") {
-                Some("/") => Verdict::deny(field("source"), "the host root filesystem cannot be attached"),
-                Some(src) if src.starts_with('/')
-                    && settings.is_true("force-readonly-disks")
-                    && !device.config.is_true("readonly") =>
+                Some("/") => Verdict::deny(
+                    field("source"),
+                    "the host root filesystem cannot be attached",
+                ),
+                Some(src)
+                    if src.starts_with('/')
+                        && settings.is_true("force-readonly-disks")
+                        && !device.config.is_true("readonly") =>
                 {
                     Patch::new().set("readonly", "true").into_verdict()
                 }

@@ -13,7 +13,11 @@ impl Plugin for MaxRunning {
 }
 
 impl Lifecycle for MaxRunning {
-    fn on_hook(hook: Hook, instance: &InstanceView, _details: &[(String, String)]) -> Result<(), String> {
+    fn on_hook(
+        hook: Hook,
+        instance: &InstanceView,
+        _details: &[(String, String)],
+    ) -> Result<(), String> {
         if hook != Hook::PreStart {
             return Ok(());
         }
@@ -22,7 +26,9 @@ impl Lifecycle for MaxRunning {
         let Some(limit) = config.value(&key).or_else(|| config.value("max")) else {
             return Ok(());
         };
-        let limit: usize = limit.parse().map_err(|_| format!("max-running: bad limit {limit:?}"))?;
+        let limit: usize = limit
+            .parse()
+            .map_err(|_| format!("max-running: bad limit {limit:?}"))?;
         let instances = host::list_instances(&instance.project)
             .map_err(|e| format!("max-running: cannot list instances: {e:?}"))?;
         let running = instances

@@ -21,7 +21,10 @@ fn check(instance: &InstanceView) -> Verdict {
     };
     match Regex::new(&format!("^(?:{pattern})$")) {
         Ok(re) if re.is_match(&instance.name) => Verdict::Allow,
-        Ok(_) => Verdict::deny("name", format!("name {:?} does not match {pattern:?}", instance.name)),
+        Ok(_) => Verdict::deny(
+            "name",
+            format!("name {:?} does not match {pattern:?}", instance.name),
+        ),
         // A broken pattern is the administrator's mistake: refuse rather than
         // silently letting every name through.
         Err(e) => Verdict::deny("name", format!("name policy pattern is invalid: {e}")),

@@ -19,6 +19,9 @@ impl Filter for Owner {
 
     fn predicate(name: &str, value: &str, instance: &InstanceView) -> Result<bool, Error> {
         match name {
+            "owner" if value.is_empty() => {
+                Err(Error::InvalidArgument("owner must not be empty".into()))
+            }
             "owner" => Ok(instance.expanded_config.value("user.owner") == Some(value)),
             other => Err(Error::InvalidArgument(format!("unknown predicate {other}"))),
         }

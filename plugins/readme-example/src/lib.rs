@@ -20,8 +20,8 @@ impl InstanceValidator for NoPrivileged {
 }
 
 impl Lifecycle for NoPrivileged {
-    fn on_hook(hook: Hook, instance: &InstanceView, _details: &[(String, String)]) -> Result<(), String> {
-        log(Level::Info, &format!("{} {}/{}", hook.name(), instance.project, instance.name));
+    fn on_hook(hook: Hook, i: &InstanceView, _: &[(String, String)]) -> Result<(), String> {
+        log(Level::Info, &format!("{} {}/{}", hook.name(), i.project, i.name));
         Ok(())
     }
 }

@@ -14,7 +14,9 @@ impl Plugin for RequireLimits {
 }
 
 fn applies(config: &[(String, String)], project: &str) -> bool {
-    config.value("projects").is_none_or(|list| list.split(',').any(|p| p.trim() == project))
+    config
+        .value("projects")
+        .is_none_or(|list| list.split(',').any(|p| p.trim() == project))
 }
 
 fn check(instance: &InstanceView) -> Verdict {
@@ -24,7 +26,10 @@ fn check(instance: &InstanceView) -> Verdict {
     }
     let mut patch = Patch::new();
     let mut violations = Vec::new();
-    for (key, default_key) in [("limits.cpu", "default.cpu"), ("limits.memory", "default.memory")] {
+    for (key, default_key) in [
+        ("limits.cpu", "default.cpu"),
+        ("limits.memory", "default.memory"),
+    ] {
         match instance.expanded_config.value(key) {
             Some(v) if !v.is_empty() => {
                 if key == "limits.memory" && !v.ends_with('%') && parse_size(v).is_err() {

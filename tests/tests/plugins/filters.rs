@@ -20,17 +20,44 @@ fn owner_predicate() {
     let info = h.install("owner", wasm::OWNER, PluginSettings::default());
     assert_eq!(info.predicates, ["owner"]);
     assert_eq!(info.capabilities, [Capability::Filter]);
-    assert!(h.host.predicate("owner", "alice", &owned("c1", Some("alice"))).unwrap());
-    assert!(!h.host.predicate("owner", "alice", &owned("c1", Some("bob"))).unwrap());
-    assert!(!h.host.predicate("owner", "alice", &owned("c1", None)).unwrap());
+    assert!(h
+        .host
+        .predicate("owner", "alice", &owned("c1", Some("alice")))
+        .unwrap());
+    assert!(!h
+        .host
+        .predicate("owner", "alice", &owned("c1", Some("bob")))
+        .unwrap());
+    assert!(!h
+        .host
+        .predicate("owner", "alice", &owned("c1", None))
+        .unwrap());
     assert!(matches!(
         h.host.predicate("colour", "red", &owned("c1", None)),
         Err(PluginError::UnknownPredicate { ref name }) if name == "colour"
     ));
+    // The plugin refuses a value: an invalid clause, not a plugin failure.
+    match h.host.predicate("owner", "", &owned("c1", None)) {
+        Err(e @ PluginError::Predicate { .. }) => {
+            assert!(e.is_invalid_input());
+            assert!(e.to_string().contains("owner must not be empty"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Over a listing of 500 instances.
-    let views: Vec<_> = (0..500).map(|i| owned(&format!("c{i}"), Some(if i % 5 == 0 { "alice" } else { "bob" }))).collect();
+    let views: Vec<_> = (0..500)
+        .map(|i| {
+            owned(
+                &format!("c{i}"),
+                Some(if i % 5 == 0 { "alice" } else { "bob" }),
+            )
+        })
+        .collect();
     let start = Instant::now();
-    let hits = views.iter().filter(|v| h.host.predicate("owner", "alice", v).unwrap()).count();
+    let hits = views
+        .iter()
+        .filter(|v| h.host.predicate("owner", "alice", v).unwrap())
+        .count();
     assert_eq!(hits, 100);
     println!("predicate over 500 views: {:?}", start.elapsed());
 }
@@ -43,13 +70,29 @@ fn owner_visibility() {
     h.install("owner", wasm::OWNER, PluginSettings::default());
     assert!(h.host.visible(&owned("c1", None)));
     assert!(h.host.visible(&owned("c1", Some("bob"))));
-    h.host.update_settings("owner", settings(&[("visible-owners", "alice, carol"), ("hide-unowned", "yes")])).unwrap();
+    h.host
+        .update_settings(
+            "owner",
+            settings(&[("visible-owners", "alice, carol"), ("hide-unowned", "yes")]),
+        )
+        .unwrap();
     assert!(h.host.visible(&owned("c1", Some("alice"))));
     assert!(h.host.visible(&owned("c1", Some("carol"))));
     assert!(!h.host.visible(&owned("c1", Some("bob"))));
     assert!(!h.host.visible(&owned("c1", None)));
-    h.host.update_settings("owner", PluginSettings { enabled: false, ..Default::default() }).unwrap();
-    assert!(h.host.visible(&owned("c1", None)), "disabled plugins do not filter");
+    h.host
+        .update_settings(
+            "owner",
+            PluginSettings {
+                enabled: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        h.host.visible(&owned("c1", None)),
+        "disabled plugins do not filter"
+    );
 }
 
 #[test]
@@ -82,12 +125,18 @@ fn wasi_capabilities_only_when_granted() {
     assert!(!p("net", "169.254.1.1:80"));
     // Granted: a read-only directory, one variable, clocks.
     let mut s = PluginSettings::default();
-    s.grants.read_only_dirs.push(DirGrant { host_path: data.clone(), guest_path: "/data".into() });
+    s.grants.read_only_dirs.push(DirGrant {
+        host_path: data.clone(),
+        guest_path: "/data".into(),
+    });
     s.grants.env.insert("GRANTED".into(), "1".into());
     s.grants.clocks = true;
     h.host.update_settings("probe", s).unwrap();
     assert!(p("read", "/data/file.txt"));
-    assert!(!p("write", "/data/new.txt"), "granted directories are read-only");
+    assert!(
+        !p("write", "/data/new.txt"),
+        "granted directories are read-only"
+    );
     assert!(!data.join("new.txt").exists());
     assert!(!p("read", "/etc/passwd"));
     assert!(p("env", "GRANTED"));
@@ -96,6 +145,12 @@ fn wasi_capabilities_only_when_granted() {
     assert!(!p("net", "169.254.1.1:80"));
     // A grant of a missing directory is refused up front.
     let mut bad = PluginSettings::default();
-    bad.grants.read_only_dirs.push(DirGrant { host_path: data.join("missing"), guest_path: "/x".into() });
-    assert!(matches!(h.host.update_settings("probe", bad), Err(PluginError::InvalidSettings { .. })));
+    bad.grants.read_only_dirs.push(DirGrant {
+        host_path: data.join("missing"),
+        guest_path: "/x".into(),
+    });
+    assert!(matches!(
+        h.host.update_settings("probe", bad),
+        Err(PluginError::InvalidSettings { .. })
+    ));
 }

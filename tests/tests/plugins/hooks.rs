@@ -14,14 +14,21 @@ fn audit_sees_every_hook_point() {
     for hook in Hook::ALL {
         let details: ConfigMap = match hook {
             Hook::OnRename => [("old-name".to_string(), "c0".to_string())].into(),
-            Hook::OnSnapshot | Hook::OnRestore => [("snapshot".to_string(), "snap0".to_string())].into(),
+            Hook::OnSnapshot | Hook::OnRestore => {
+                [("snapshot".to_string(), "snap0".to_string())].into()
+            }
             _ => ConfigMap::new(),
         };
         let report = h.host.hook(hook, &view, &details).unwrap();
         assert_eq!(report.called, ["audit"], "{hook}");
         assert!(report.errors.is_empty() && report.failures.is_empty());
     }
-    let lines: Vec<String> = h.logs().into_iter().filter(|l| l.plugin == "audit").map(|l| l.message).collect();
+    let lines: Vec<String> = h
+        .logs()
+        .into_iter()
+        .filter(|l| l.plugin == "audit")
+        .map(|l| l.message)
+        .collect();
     assert_eq!(lines.len(), Hook::ALL.len(), "{lines:?}");
     let expected = [
         "audit pre-create web/c1",
@@ -44,25 +51,65 @@ fn audit_sees_every_hook_point() {
 #[test]
 fn hook_subscription_and_order() {
     let h = Harness::new();
-    h.install("b-audit", wasm::AUDIT, PluginSettings { priority: 1, ..Default::default() });
+    h.install(
+        "b-audit",
+        wasm::AUDIT,
+        PluginSettings {
+            priority: 1,
+            ..Default::default()
+        },
+    );
     h.install(
         "a-audit",
         wasm::AUDIT,
-        PluginSettings { priority: 2, hooks: Some(vec![Hook::OnStart]), ..Default::default() },
+        PluginSettings {
+            priority: 2,
+            hooks: Some(vec![Hook::OnStart]),
+            ..Default::default()
+        },
     );
     let view = instance("default", "c1", &[]);
-    assert_eq!(h.host.hook(Hook::OnStart, &view, &ConfigMap::new()).unwrap().called, ["b-audit", "a-audit"]);
-    assert_eq!(h.host.hook(Hook::OnStop, &view, &ConfigMap::new()).unwrap().called, ["b-audit"]);
+    assert_eq!(
+        h.host
+            .hook(Hook::OnStart, &view, &ConfigMap::new())
+            .unwrap()
+            .called,
+        ["b-audit", "a-audit"]
+    );
+    assert_eq!(
+        h.host
+            .hook(Hook::OnStop, &view, &ConfigMap::new())
+            .unwrap()
+            .called,
+        ["b-audit"]
+    );
     // Disabled plugins are not called at all.
-    h.host.update_settings("b-audit", PluginSettings { enabled: false, ..Default::default() }).unwrap();
-    assert!(h.host.hook(Hook::OnStop, &view, &ConfigMap::new()).unwrap().called.is_empty());
+    h.host
+        .update_settings(
+            "b-audit",
+            PluginSettings {
+                enabled: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(h
+        .host
+        .hook(Hook::OnStop, &view, &ConfigMap::new())
+        .unwrap()
+        .called
+        .is_empty());
     assert_eq!(h.host.get("b-audit").unwrap().calls, 2);
 }
 
 #[test]
 fn max_running_uses_host_queries() {
     let h = Harness::new();
-    h.install("cap", wasm::MAX_RUNNING, settings(&[("max", "2"), ("project.big", "10")]));
+    h.install(
+        "cap",
+        wasm::MAX_RUNNING,
+        settings(&[("max", "2"), ("project.big", "10")]),
+    );
     for (name, status) in [("a", "Running"), ("b", "Running"), ("c", "Stopped")] {
         let mut v = instance("default", name, &[]);
         v.status = status.into();
@@ -70,9 +117,16 @@ fn max_running_uses_host_queries() {
     }
     let c = instance("default", "c", &[]);
     match h.host.hook(Hook::PreStart, &c, &ConfigMap::new()) {
-        Err(Rejection::Refused { plugin, hook, reason }) => {
+        Err(Rejection::Refused {
+            plugin,
+            hook,
+            reason,
+        }) => {
             assert_eq!((plugin.as_str(), hook), ("cap", Hook::PreStart));
-            assert!(reason.contains("already has 2 running instances (limit 2)"), "{reason}");
+            assert!(
+                reason.contains("already has 2 running instances (limit 2)"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -93,11 +147,29 @@ fn max_running_uses_host_queries() {
         v.status = "Running".into();
         h.db.put(v);
     }
-    assert!(h.host.hook(Hook::PreStart, &instance("big", "y", &[]), &ConfigMap::new()).is_ok());
-    h.host.update_settings("cap", settings(&[("max", "2"), ("project.big", "5")])).unwrap();
-    assert!(h.host.hook(Hook::PreStart, &instance("big", "y", &[]), &ConfigMap::new()).is_err());
+    assert!(h
+        .host
+        .hook(
+            Hook::PreStart,
+            &instance("big", "y", &[]),
+            &ConfigMap::new()
+        )
+        .is_ok());
+    h.host
+        .update_settings("cap", settings(&[("max", "2"), ("project.big", "5")]))
+        .unwrap();
+    assert!(h
+        .host
+        .hook(
+            Hook::PreStart,
+            &instance("big", "y", &[]),
+            &ConfigMap::new()
+        )
+        .is_err());
     // A bad limit in the config refuses (the plugin returns an error).
-    h.host.update_settings("cap", settings(&[("max", "many")])).unwrap();
+    h.host
+        .update_settings("cap", settings(&[("max", "many")]))
+        .unwrap();
     assert!(matches!(
         h.host.hook(Hook::PreStart, &c, &ConfigMap::new()),
         Err(Rejection::Refused { ref reason, .. }) if reason.contains("bad limit")

@@ -23,6 +23,9 @@ fn every_plugin_and_fixture_is_used() {
     .concat();
     for (konst, path) in berth_tests::wasm::ALL {
         assert!(std::path::Path::new(path).exists(), "{path} missing");
-        assert!(sources.contains(&format!("wasm::{konst}")), "plugin const {konst} is not used by any test");
+        assert!(
+            sources.contains(&format!("wasm::{konst}")),
+            "plugin const {konst} is not used by any test"
+        );
     }
 }

@@ -9,7 +9,10 @@ use berth_tests::wasm;
 use crate::support::*;
 
 fn create(h: &PluginHost, view: InstanceView) -> Result<Outcome<InstanceView>, Rejection> {
-    h.validate_instance(&InstanceRequest { op: InstanceOp::Create, view })
+    h.validate_instance(&InstanceRequest {
+        op: InstanceOp::Create,
+        view,
+    })
 }
 
 #[test]
@@ -31,7 +34,10 @@ fn install_reports_metadata_and_capabilities() {
     assert_eq!(info.sha256.len(), 64);
     let audit = h.install("audit", wasm::AUDIT, PluginSettings::default());
     assert_eq!(audit.capabilities, [Capability::Lifecycle]);
-    assert!(matches!(h.host.remove("nope"), Err(PluginError::NotFound { .. })));
+    assert!(matches!(
+        h.host.remove("nope"),
+        Err(PluginError::NotFound { .. })
+    ));
     assert!(matches!(
         h.host.update_settings("nope", PluginSettings::default()),
         Err(PluginError::NotFound { .. })
@@ -46,7 +52,11 @@ fn hot_reload_install_replace_remove() {
     h.install("policy", wasm::REQUIRE_LIMITS, PluginSettings::default());
     assert!(create(&h.host, view.clone()).is_err());
     // Replacing the code under the same name takes effect at once.
-    h.install("policy", wasm::NAME_POLICY, settings(&[("default", "c[0-9]")]));
+    h.install(
+        "policy",
+        wasm::NAME_POLICY,
+        settings(&[("default", "c[0-9]")]),
+    );
     assert!(create(&h.host, view.clone()).is_ok());
     assert_eq!(h.host.list().len(), 1);
     assert_eq!(h.host.get("policy").unwrap().metadata.name, "name-policy");
@@ -58,7 +68,11 @@ fn hot_reload_install_replace_remove() {
 #[test]
 fn calls_in_flight_finish_on_the_old_snapshot() {
     let h = Arc::new(Harness::new());
-    h.install("spin", wasm::FIXTURE_INFINITE_LOOP, PluginSettings::default());
+    h.install(
+        "spin",
+        wasm::FIXTURE_INFINITE_LOOP,
+        PluginSettings::default(),
+    );
     let h2 = h.clone();
     let t = std::thread::spawn(move || create(&h2.host, instance("default", "c1", &[])));
     std::thread::sleep(Duration::from_millis(10));
@@ -66,7 +80,10 @@ fn calls_in_flight_finish_on_the_old_snapshot() {
     // The running call still completes (with its timeout), the next one
     // no longer sees the plugin.
     let r = t.join().unwrap();
-    assert!(matches!(r, Err(Rejection::Failed(ref f)) if f.plugin == "spin"), "{r:?}");
+    assert!(
+        matches!(r, Err(Rejection::Failed(ref f)) if f.plugin == "spin"),
+        "{r:?}"
+    );
     assert!(create(&h.host, instance("default", "c1", &[])).is_ok());
 }
 
@@ -77,18 +94,31 @@ fn compiled_components_come_from_the_disk_cache() {
     let bytes = std::fs::read(wasm::NAME_POLICY).unwrap();
     let first = {
         let host = PluginHost::new(&cache).unwrap();
-        host.install("names", &bytes, PluginSettings::default()).unwrap()
+        host.install("names", &bytes, PluginSettings::default())
+            .unwrap()
     };
     assert!(!first.from_cache);
-    let artifacts: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let artifacts: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(artifacts.len(), 1, "{artifacts:?}");
-    let name = artifacts[0].file_name().unwrap().to_string_lossy().to_string();
-    assert!(name.ends_with(&format!("-{}.cwasm", first.sha256)), "{name}");
+    let name = artifacts[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        name.ends_with(&format!("-{}.cwasm", first.sha256)),
+        "{name}"
+    );
 
     // A new host (daemon restart) loads the artifact instead of compiling.
     let host = PluginHost::new(&cache).unwrap();
     let start = Instant::now();
-    let second = host.install("names", &bytes, settings(&[("default", "ok")])).unwrap();
+    let second = host
+        .install("names", &bytes, settings(&[("default", "ok")]))
+        .unwrap();
     let elapsed = start.elapsed();
     assert!(second.from_cache);
     assert!(
@@ -97,15 +127,26 @@ fn compiled_components_come_from_the_disk_cache() {
         second.load_time,
         first.load_time
     );
-    println!("compile {:?}, cached load {:?} (install total {elapsed:?})", first.load_time, second.load_time);
-    assert!(create(&host, instance("default", "bad", &[])).is_err(), "cached plugin works");
+    println!(
+        "compile {:?}, cached load {:?} (install total {elapsed:?})",
+        first.load_time, second.load_time
+    );
+    assert!(
+        create(&host, instance("default", "bad", &[])).is_err(),
+        "cached plugin works"
+    );
 
     // A corrupt artifact is discarded and recompiled.
     std::fs::write(&artifacts[0], b"corrupt").unwrap();
     let host = PluginHost::new(&cache).unwrap();
-    let third = host.install("names", &bytes, PluginSettings::default()).unwrap();
+    let third = host
+        .install("names", &bytes, PluginSettings::default())
+        .unwrap();
     assert!(!third.from_cache);
-    assert!(std::fs::metadata(&artifacts[0]).unwrap().len() > 1000, "rewritten");
+    assert!(
+        std::fs::metadata(&artifacts[0]).unwrap().len() > 1000,
+        "rewritten"
+    );
 }
 
 #[test]
@@ -114,10 +155,16 @@ fn settings_are_checked() {
     let bytes = std::fs::read(wasm::AUDIT).unwrap();
     let mut s = PluginSettings::default();
     s.limits.memory_bytes = 1000;
-    assert!(matches!(h.host.install("a", &bytes, s), Err(PluginError::InvalidSettings { .. })));
+    assert!(matches!(
+        h.host.install("a", &bytes, s),
+        Err(PluginError::InvalidSettings { .. })
+    ));
     let mut s = PluginSettings::default();
     s.limits.deadline = Duration::from_secs(3600);
-    assert!(matches!(h.host.install("a", &bytes, s), Err(PluginError::InvalidSettings { .. })));
+    assert!(matches!(
+        h.host.install("a", &bytes, s),
+        Err(PluginError::InvalidSettings { .. })
+    ));
 }
 
 #[test]
@@ -130,7 +177,11 @@ fn plugin_too_small_memory_limit_fails_cleanly() {
     let bytes = std::fs::read(wasm::AUDIT).unwrap();
     match h.host.install("audit", &bytes, s) {
         Ok(_) => {
-            let _ = h.host.hook(Hook::PreStart, &instance("default", "c1", &[]), &ConfigMap::new());
+            let _ = h.host.hook(
+                Hook::PreStart,
+                &instance("default", "c1", &[]),
+                &ConfigMap::new(),
+            );
         }
         Err(e) => assert!(matches!(e, PluginError::InstallCall { .. }), "{e}"),
     }

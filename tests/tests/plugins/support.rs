@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use berth_plugin_host::{
-    HostQueries, InstanceView, LogRecord, PluginHost, PluginInfo, PluginSettings, ProfileView, ProjectView,
-    QueryError,
+    HostQueries, InstanceView, LogRecord, PluginHost, PluginInfo, PluginSettings, ProfileView,
+    ProjectView, QueryError,
 };
 
 /// Instances keyed by (project, name).
@@ -17,7 +17,10 @@ pub struct FakeDb {
 
 impl FakeDb {
     pub fn put(&self, v: InstanceView) {
-        self.instances.lock().unwrap().insert((v.project.clone(), v.name.clone()), v);
+        self.instances
+            .lock()
+            .unwrap()
+            .insert((v.project.clone(), v.name.clone()), v);
     }
 }
 
@@ -31,13 +34,23 @@ impl HostQueries for FakeDb {
             .ok_or_else(|| QueryError::NotFound(format!("{project}/{name}")))
     }
     fn list_instances(&self, project: &str) -> Result<Vec<InstanceView>, QueryError> {
-        Ok(self.instances.lock().unwrap().values().filter(|v| v.project == project).cloned().collect())
+        Ok(self
+            .instances
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|v| v.project == project)
+            .cloned()
+            .collect())
     }
     fn get_profile(&self, project: &str, name: &str) -> Result<ProfileView, QueryError> {
         Err(QueryError::NotFound(format!("{project}/{name}")))
     }
     fn get_project(&self, name: &str) -> Result<ProjectView, QueryError> {
-        Ok(ProjectView { name: name.to_string(), ..Default::default() })
+        Ok(ProjectView {
+            name: name.to_string(),
+            ..Default::default()
+        })
     }
 }
 
@@ -66,15 +79,24 @@ impl Harness {
         let host = PluginHost::with(
             cache.path(),
             db.clone(),
-            Some(Arc::new(move |r: &LogRecord| sink.lock().unwrap().push(r.clone()))),
+            Some(Arc::new(move |r: &LogRecord| {
+                sink.lock().unwrap().push(r.clone())
+            })),
         )
         .unwrap();
-        Harness { host, db, logs, dir }
+        Harness {
+            host,
+            db,
+            logs,
+            dir,
+        }
     }
 
     pub fn install(&self, name: &str, wasm: &str, settings: PluginSettings) -> PluginInfo {
         let bytes = std::fs::read(wasm).unwrap();
-        self.host.install(name, &bytes, settings).unwrap_or_else(|e| panic!("install {name}: {e}"))
+        self.host
+            .install(name, &bytes, settings)
+            .unwrap_or_else(|e| panic!("install {name}: {e}"))
     }
 
     pub fn logs(&self) -> Vec<LogRecord> {
@@ -88,7 +110,10 @@ impl Harness {
 
 pub fn settings(config: &[(&str, &str)]) -> PluginSettings {
     PluginSettings {
-        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..PluginSettings::default()
     }
 }
@@ -96,7 +121,10 @@ pub fn settings(config: &[(&str, &str)]) -> PluginSettings {
 /// An instance with both local and expanded config set to `config`.
 pub fn instance(project: &str, name: &str, config: &[(&str, &str)]) -> InstanceView {
     let mut v = InstanceView::new(project, name);
-    v.config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    v.config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     v.expanded_config = v.config.clone();
     v
 }
