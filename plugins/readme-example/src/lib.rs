@@ -9,7 +9,7 @@ impl InstanceValidator for NoPrivileged {
     fn validate_create(instance: &InstanceView) -> Verdict {
         let config = &instance.expanded_config;
         if config.is_true("security.privileged") {
-            return Verdict::deny("security.privileged", "privileged containers are not allowed");
+            return Verdict::deny("security.privileged", "not allowed");
         }
         match config.size("limits.memory") {
             None => Patch::new().set("limits.memory", "1GiB").into_verdict(), // fill a default
@@ -21,7 +21,7 @@ impl InstanceValidator for NoPrivileged {
 
 impl Lifecycle for NoPrivileged {
     fn on_hook(hook: Hook, i: &InstanceView, _: &[(String, String)]) -> Result<(), String> {
-        log(Level::Info, &format!("{} {}/{}", hook.name(), i.project, i.name));
+        log(Level::Info, &format!("{} {}", hook.name(), i.name));
         Ok(())
     }
 }

@@ -396,5 +396,5 @@ fn readme_example_is_current_and_works() {
     assert!(h
         .logs()
         .iter()
-        .any(|l| l.plugin == "example" && l.message == "onstart default/c1"));
+        .any(|l| l.plugin == "example" && l.message == "onstart c1"));
 }
