@@ -75,7 +75,12 @@ fn calls_in_flight_finish_on_the_old_snapshot() {
     );
     let h2 = h.clone();
     let t = std::thread::spawn(move || create(&h2.host, instance("default", "c1", &[])));
-    std::thread::sleep(Duration::from_millis(10));
+    // Wait until the call has started (it counts itself first thing).
+    let start = Instant::now();
+    while h.host.get("spin").unwrap().calls == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "call never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     h.host.remove("spin").unwrap();
     // The running call still completes (with its timeout), the next one
     // no longer sees the plugin.
