@@ -253,10 +253,6 @@ impl PluginHost {
         indices: &Indices,
         ctx: &Arc<CallContext>,
     ) -> Result<(Metadata, Vec<String>), PluginError> {
-        let link = |e: wasmtime::Error| PluginError::Link {
-            name: name.to_string(),
-            reason: format!("{e:#}"),
-        };
         let mut types_ok = Ok(());
         let result = run(&self.engine, pre, ctx, |store, instance| {
             types_ok = check_export_types(store, instance, indices);
@@ -281,7 +277,10 @@ impl PluginHost {
             name: name.to_string(),
             failure: Box::new(failure),
         })?;
-        types_ok.map_err(link)?;
+        types_ok.map_err(|reason| PluginError::Link {
+            name: name.to_string(),
+            reason,
+        })?;
         let (metadata, mut predicates) = result;
         predicates.truncate(64);
         predicates.iter_mut().for_each(|p| p.truncate(64));
@@ -374,29 +373,45 @@ impl Drop for PluginHost {
     }
 }
 
-/// Load every present export once so a type mismatch is an install error.
+/// Load every present export once so a type mismatch is an install error
+/// naming the interface.
 fn check_export_types(
     store: &mut wasmtime::Store<CallState>,
     instance: &wasmtime::component::Instance,
     ix: &Indices,
-) -> wasmtime::Result<()> {
+) -> Result<(), String> {
+    let ctx = |cap: Capability| {
+        move |e: wasmtime::Error| {
+            format!(
+                "export berth:plugin/{}@{} does not match the host's definition: {e:#}",
+                cap.interface(),
+                crate::inspect::API_VERSION
+            )
+        }
+    };
     if let Some(i) = &ix.validate_instance {
-        i.load(&mut *store, instance)?;
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::InstanceValidator))?;
     }
     if let Some(i) = &ix.validate_profile {
-        i.load(&mut *store, instance)?;
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::ProfileValidator))?;
     }
     if let Some(i) = &ix.validate_project {
-        i.load(&mut *store, instance)?;
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::ProjectValidator))?;
     }
     if let Some(i) = &ix.validate_device {
-        i.load(&mut *store, instance)?;
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::DeviceValidator))?;
     }
     if let Some(i) = &ix.filter {
-        i.load(&mut *store, instance)?;
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::Filter))?;
     }
     if let Some(i) = &ix.lifecycle {
-        i.load(&mut *store, instance)?;
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::Lifecycle))?;
     }
     Ok(())
 }

@@ -352,6 +352,40 @@ fn install_rejects_wrong_version_and_garbage() {
 }
 
 #[test]
+fn install_rejects_components_without_capabilities_or_with_wrong_types() {
+    let h = Harness::new();
+    let bytes = std::fs::read(wasm::FIXTURE_DESCRIBE_ONLY).unwrap();
+    let err = h
+        .host
+        .install("nothing", &bytes, PluginSettings::default())
+        .unwrap_err();
+    match &err {
+        PluginError::NoKnownExport { exports, .. } => {
+            assert_eq!(exports, "berth:plugin/describe@0.1.0")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_invalid_input());
+
+    // Right version, wrong signature: caught by the export type check.
+    let bytes = std::fs::read(wasm::FIXTURE_WRONG_SHAPE).unwrap();
+    let err = h
+        .host
+        .install("shape", &bytes, PluginSettings::default())
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Link { .. }), "{err}");
+    assert!(
+        err.to_string().contains("berth:plugin/filter@0.1.0"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("expected `bool` found `string`"),
+        "{err}"
+    );
+    assert!(h.host.list().is_empty());
+}
+
+#[test]
 fn host_survives_repeated_faults() {
     let h = Harness::new();
     h.install("boom", wasm::FIXTURE_PANIC, PluginSettings::default());

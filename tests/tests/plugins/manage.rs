@@ -78,7 +78,10 @@ fn calls_in_flight_finish_on_the_old_snapshot() {
     // Wait until the call has started (it counts itself first thing).
     let start = Instant::now();
     while h.host.get("spin").unwrap().calls == 0 {
-        assert!(start.elapsed() < Duration::from_secs(10), "call never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "call never started"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     h.host.remove("spin").unwrap();

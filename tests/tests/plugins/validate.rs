@@ -110,7 +110,8 @@ fn require_limits_denies_then_fills_defaults() {
 fn deny_privileged_rules() {
     let h = Harness::new();
     h.install("nopriv", wasm::DENY_PRIVILEGED, PluginSettings::default());
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (&[], &[]),
         (&[("security.privileged", "true")], &["security.privileged"]),
         (&[("security.privileged", "yes")], &["security.privileged"]),
