@@ -194,3 +194,44 @@ fn plugin_too_small_memory_limit_fails_cleanly() {
         Err(e) => assert!(matches!(e, PluginError::InstallCall { .. }), "{e}"),
     }
 }
+
+#[test]
+fn concurrent_calls_during_reloads() {
+    let h = Arc::new(Harness::new());
+    h.install("limits", wasm::REQUIRE_LIMITS, PluginSettings::default());
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let (mut denied, mut allowed) = (0, 0);
+                for _ in 0..60 {
+                    match create(&h.host, instance("default", "c1", &[])) {
+                        Err(Rejection::Denied { plugin, .. }) if plugin == "limits" => denied += 1,
+                        Ok(_) => allowed += 1,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                (denied, allowed)
+            })
+        })
+        .collect();
+    let bytes = std::fs::read(wasm::REQUIRE_LIMITS).unwrap();
+    for _ in 0..20 {
+        h.host.remove("limits").unwrap();
+        h.host
+            .install("limits", &bytes, PluginSettings::default())
+            .unwrap();
+    }
+    let total: usize = workers
+        .into_iter()
+        .map(|w| {
+            let (d, a) = w.join().unwrap();
+            d + a
+        })
+        .sum();
+    assert_eq!(total, 180);
+    assert!(
+        create(&h.host, instance("default", "c1", &[])).is_err(),
+        "installed at the end"
+    );
+}
