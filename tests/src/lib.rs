@@ -12,6 +12,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::UnixStream;
 
+/// `.wasm` files of every crate in `plugins/`, built for wasm32-wasip2 by `build.rs`.
+pub mod wasm {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
 pub use berth_engine::testsupport::{probe_program, probe_root, require, Tier};
 
 /// Path of the `berthd` binary built in the same target dir as this test.

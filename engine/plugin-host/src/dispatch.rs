@@ -1,0 +1,373 @@
+//! Calls into plugins, in priority order, with the fail-closed / fail-open
+//! policy applied. Each call gets a fresh Store (see `plugin::run`).
+
+use std::time::Instant;
+
+use crate::convert;
+use crate::error::{Failure, PluginError, Rejection};
+use crate::host::PluginHost;
+use crate::inspect::Capability;
+use crate::plugin::Entry;
+use crate::types::{ConfigMap, Hook, InstanceView, Patch, ProfileView, ProjectView, Verdict};
+
+/// Create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceOp {
+    /// A new instance.
+    Create,
+    /// A change; `previous` is the instance before it.
+    Update {
+        /// State before the change.
+        previous: Box<InstanceView>,
+    },
+}
+
+/// A validation request for an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRequest {
+    /// Create or update.
+    pub op: InstanceOp,
+    /// The instance as it would be.
+    pub view: InstanceView,
+}
+
+/// Result of a successful validation round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// The object with every plugin's patch applied. The caller must run its
+    /// own validation again on it when `patches` is not empty.
+    pub value: T,
+    /// Patches applied, in order, with the plugin that asked.
+    pub patches: Vec<(String, Patch)>,
+    /// Failures of fail-open plugins that were skipped.
+    pub failures: Vec<Failure>,
+}
+
+impl<T> Outcome<T> {
+    fn new(value: T) -> Self {
+        Outcome {
+            value,
+            patches: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Whether some plugin changed the object.
+    pub fn mutated(&self) -> bool {
+        !self.patches.is_empty()
+    }
+}
+
+/// What happened during a lifecycle hook that was not refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookReport {
+    /// Plugins called, in order.
+    pub called: Vec<String>,
+    /// Errors returned by notification hooks (logged, not acted on).
+    pub errors: Vec<(String, String)>,
+    /// Plugin failures that did not stop the action (notification hooks and
+    /// fail-open plugins).
+    pub failures: Vec<Failure>,
+}
+
+impl PluginHost {
+    fn with_cap(&self, cap: Capability) -> Vec<Entry> {
+        self.snapshot()
+            .plugins
+            .iter()
+            .filter(|e| e.has(cap))
+            .cloned()
+            .collect()
+    }
+
+    /// Run `call` for each plugin with `cap`; apply mutations to `value`
+    /// through `apply`, stop at the first denial or fail-closed failure.
+    fn validate<T>(
+        &self,
+        cap: Capability,
+        mut value: T,
+        apply: impl Fn(&mut T, &Patch),
+        call: impl Fn(&PluginHost, &Entry, &T) -> Result<Verdict, Failure>,
+    ) -> Result<Outcome<T>, Rejection> {
+        let mut out = Outcome::new(());
+        for entry in self.with_cap(cap) {
+            match call(self, &entry, &value) {
+                Ok(Verdict::Allow) => {}
+                Ok(Verdict::Deny(violations)) => {
+                    return Err(Rejection::Denied {
+                        plugin: entry.name().to_string(),
+                        violations,
+                    });
+                }
+                Ok(Verdict::Mutate(patch)) => {
+                    apply(&mut value, &patch);
+                    out.patches.push((entry.name().to_string(), patch));
+                }
+                Err(f) if entry.fail_open() => out.failures.push(f),
+                Err(f) => return Err(Rejection::Failed(Box::new(f))),
+            }
+        }
+        Ok(Outcome {
+            value,
+            patches: out.patches,
+            failures: out.failures,
+        })
+    }
+
+    /// Validate an instance create or update. Later plugins see earlier
+    /// plugins' patches; a patch sets/unsets keys of the local config and
+    /// mirrors them in the expanded config (the caller recomputes the
+    /// expanded config when it validates the result again).
+    pub fn validate_instance(
+        &self,
+        req: &InstanceRequest,
+    ) -> Result<Outcome<InstanceView>, Rejection> {
+        let apply = |v: &mut InstanceView, p: &Patch| {
+            p.apply(&mut v.config);
+            p.apply(&mut v.expanded_config);
+        };
+        self.validate(
+            Capability::InstanceValidator,
+            req.view.clone(),
+            apply,
+            |host, e, v| {
+                let start = Instant::now();
+                let raw = e.call(&host.engine, |store, instance, c| {
+                    let g = c
+                        .indices
+                        .validate_instance
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, instance)?;
+                    match &req.op {
+                        InstanceOp::Create => {
+                            g.call_validate_create(&mut *store, &convert::instance(v))
+                        }
+                        InstanceOp::Update { previous } => g.call_validate_update(
+                            &mut *store,
+                            &convert::instance(v),
+                            &convert::instance(previous),
+                        ),
+                    }
+                })?;
+                bounded(e, raw, start)
+            },
+        )
+    }
+
+    /// Validate a profile create (`previous` = None) or update.
+    pub fn validate_profile(
+        &self,
+        profile: &ProfileView,
+        previous: Option<&ProfileView>,
+    ) -> Result<Outcome<ProfileView>, Rejection> {
+        let prev = previous.map(convert::profile);
+        self.validate(
+            Capability::ProfileValidator,
+            profile.clone(),
+            |p, patch| patch.apply(&mut p.config),
+            |host, e, p| {
+                let start = Instant::now();
+                let raw = e.call(&host.engine, |store, instance, c| {
+                    let g = c
+                        .indices
+                        .validate_profile
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, instance)?;
+                    g.call_validate_profile(&mut *store, &convert::profile(p), prev.as_ref())
+                })?;
+                bounded(e, raw, start)
+            },
+        )
+    }
+
+    /// Validate a project create (`previous` = None) or update.
+    pub fn validate_project(
+        &self,
+        project: &ProjectView,
+        previous: Option<&ProjectView>,
+    ) -> Result<Outcome<ProjectView>, Rejection> {
+        let prev = previous.map(convert::project);
+        self.validate(
+            Capability::ProjectValidator,
+            project.clone(),
+            |p, patch| patch.apply(&mut p.config),
+            |host, e, p| {
+                let start = Instant::now();
+                let raw = e.call(&host.engine, |store, instance, c| {
+                    let g = c
+                        .indices
+                        .validate_project
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, instance)?;
+                    g.call_validate_project(&mut *store, &convert::project(p), prev.as_ref())
+                })?;
+                bounded(e, raw, start)
+            },
+        )
+    }
+
+    /// Validate device `name` (its config) in the context of `instance`;
+    /// patches apply to the device config.
+    pub fn validate_device(
+        &self,
+        instance: &InstanceView,
+        name: &str,
+        config: &ConfigMap,
+    ) -> Result<Outcome<ConfigMap>, Rejection> {
+        let view = convert::instance(instance);
+        self.validate(
+            Capability::DeviceValidator,
+            config.clone(),
+            |c, p| p.apply(c),
+            |host, e, cfg| {
+                let start = Instant::now();
+                let raw = e.call(&host.engine, |store, inst, c| {
+                    let g = c
+                        .indices
+                        .validate_device
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, inst)?;
+                    g.call_validate_device(&mut *store, &view, &convert::device(name, cfg))
+                })?;
+                bounded(e, raw, start)
+            },
+        )
+    }
+
+    /// Evaluate the filter clause `plugin.<name> eq <value>` for one
+    /// instance. The first enabled plugin (in priority order) offering the
+    /// predicate answers. A failing fail-open plugin answers `true` (the
+    /// clause does not filter the instance out).
+    pub fn predicate(
+        &self,
+        name: &str,
+        value: &str,
+        instance: &InstanceView,
+    ) -> Result<bool, PluginError> {
+        let entry = self
+            .with_cap(Capability::Filter)
+            .into_iter()
+            .find(|e| e.compiled.predicates.iter().any(|p| p == name))
+            .ok_or_else(|| PluginError::UnknownPredicate {
+                name: name.to_string(),
+            })?;
+        let view = convert::instance(instance);
+        let result = entry.call(&self.engine, |store, inst, c| {
+            let g = c
+                .indices
+                .filter
+                .as_ref()
+                .ok_or_else(missing)?
+                .load(&mut *store, inst)?;
+            g.call_predicate(&mut *store, name, value, &view)
+        });
+        match result {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(PluginError::Predicate {
+                plugin: entry.name().to_string(),
+                predicate: name.to_string(),
+                message: convert::error_text(e),
+            }),
+            Err(_) if entry.fail_open() => Ok(true),
+            Err(f) => Err(PluginError::Failed(Box::new(f))),
+        }
+    }
+
+    /// Whether every enabled filter plugin lets the instance appear in
+    /// listings. A failing plugin hides it, unless it is fail-open.
+    pub fn visible(&self, instance: &InstanceView) -> bool {
+        let plugins = self.with_cap(Capability::Filter);
+        if plugins.is_empty() {
+            return true;
+        }
+        let view = convert::instance(instance);
+        plugins.iter().all(|entry| {
+            let result = entry.call(&self.engine, |store, inst, c| {
+                let g = c
+                    .indices
+                    .filter
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .load(&mut *store, inst)?;
+                g.call_visible(&mut *store, &view)
+            });
+            match result {
+                Ok(b) => b,
+                Err(_) => entry.fail_open(),
+            }
+        })
+    }
+
+    /// Deliver a lifecycle hook to every enabled plugin that subscribed to
+    /// it, in priority order. `pre-*` hooks stop at the first refusal or
+    /// fail-closed failure; notifications always reach every plugin.
+    pub fn hook(
+        &self,
+        hook: Hook,
+        instance: &InstanceView,
+        details: &ConfigMap,
+    ) -> Result<HookReport, Rejection> {
+        let plugins: Vec<Entry> = self
+            .with_cap(Capability::Lifecycle)
+            .into_iter()
+            .filter(|e| e.ctx.settings.wants(hook))
+            .collect();
+        let mut report = HookReport::default();
+        if plugins.is_empty() {
+            return Ok(report);
+        }
+        let view = convert::instance(instance);
+        let details = convert::config(details);
+        let wit_hook = convert::hook(hook);
+        for entry in plugins {
+            report.called.push(entry.name().to_string());
+            let result = entry.call(&self.engine, |store, inst, c| {
+                let g = c
+                    .indices
+                    .lifecycle
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .load(&mut *store, inst)?;
+                g.call_on_hook(&mut *store, wit_hook, &view, &details)
+            });
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    let reason = convert::truncate(reason, entry.ctx.settings.limits.max_log_bytes);
+                    if hook.can_refuse() {
+                        return Err(Rejection::Refused {
+                            plugin: entry.name().to_string(),
+                            hook,
+                            reason,
+                        });
+                    }
+                    tracing::warn!(plugin = entry.name(), %hook, "hook returned an error: {reason}");
+                    report.errors.push((entry.name().to_string(), reason));
+                }
+                Err(f) if hook.can_refuse() && !entry.fail_open() => {
+                    return Err(Rejection::Failed(Box::new(f)))
+                }
+                Err(f) => report.failures.push(f),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Convert a raw WIT verdict under the plugin's output limits.
+fn bounded(
+    e: &Entry,
+    raw: crate::bindings::berth::plugin::types::Verdict,
+    start: Instant,
+) -> Result<Verdict, Failure> {
+    convert::verdict(raw, &e.ctx.settings.limits).map_err(|kind| e.fail(kind, start.elapsed()))
+}
+
+/// Only reachable if the registry and the indices disagree.
+fn missing() -> wasmtime::Error {
+    wasmtime::format_err!("plugin lost an export it had at install")
+}

@@ -1,0 +1,485 @@
+//! `PluginHost`: the registry of installed plugins and their management.
+//! Calls read an `Arc` snapshot of the registry, so install, remove and
+//! settings changes take effect for the next call without pausing calls in
+//! flight (hot reload).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+use crate::bindings::exports::berth::plugin::{
+    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    validate_project,
+};
+use crate::bindings::Full;
+use crate::cache::{sha256_hex, Cache};
+use crate::error::PluginError;
+use crate::inspect::{inspect, Capability};
+use crate::plugin::{run, Compiled, Entry, Indices, Stats, TICK};
+use crate::settings::PluginSettings;
+use crate::state::{CallContext, CallState, LogSink};
+use crate::types::{HostQueries, Metadata, NoQueries};
+
+/// What `list` reports about a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// Name given at install.
+    pub name: String,
+    /// What the plugin says about itself (empty without `describe`).
+    pub metadata: Metadata,
+    /// Interfaces it exports.
+    pub capabilities: Vec<Capability>,
+    /// Filter predicates it offers.
+    pub predicates: Vec<String>,
+    /// Current settings.
+    pub settings: PluginSettings,
+    /// sha256 of the component bytes.
+    pub sha256: String,
+    /// Whether the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+    /// Time to compile or load it.
+    pub load_time: Duration,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed (trap, timeout, memory, oversized output).
+    pub failures: u64,
+}
+
+/// Installed plugins, sorted by (priority, name): the call order.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub plugins: Vec<Entry>,
+}
+
+/// Runs WebAssembly component plugins. `Send + Sync`; calls are
+/// synchronous and CPU-bound (bounded by each plugin's deadline), so async
+/// callers should use `spawn_blocking`.
+pub struct PluginHost {
+    pub(crate) engine: Engine,
+    linker: Linker<CallState>,
+    cache: Cache,
+    queries: Arc<dyn HostQueries>,
+    log_sink: Option<LogSink>,
+    registry: RwLock<Arc<Snapshot>>,
+    /// Serialises registry writers (readers never wait on it).
+    writer: Mutex<()>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl PluginHost {
+    /// A host with no database behind its queries and no log callback.
+    pub fn new(cache_dir: &Path) -> Result<Self, PluginError> {
+        Self::with(cache_dir, Arc::new(NoQueries), None)
+    }
+
+    /// A host whose plugins query `queries` and whose plugin log lines also
+    /// go to `log_sink`.
+    pub fn with(
+        cache_dir: &Path,
+        queries: Arc<dyn HostQueries>,
+        log_sink: Option<LogSink>,
+    ) -> Result<Self, PluginError> {
+        let engine_err = |e: wasmtime::Error| PluginError::Engine {
+            reason: format!("{e:#}"),
+        };
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(engine_err)?;
+        let cache = Cache::new(cache_dir, &engine)?;
+        let mut linker = Linker::new(&engine);
+        // Rust std guests import stdio/environment interfaces even when they
+        // never use them; the WasiCtx grants nothing unless settings say so.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        Full::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| PluginError::Engine {
+                    reason: format!("cannot start epoch thread: {e}"),
+                })?
+        };
+        Ok(PluginHost {
+            engine,
+            linker,
+            cache,
+            queries,
+            log_sink,
+            registry: RwLock::new(Arc::new(Snapshot::default())),
+            writer: Mutex::new(()),
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The directory of compiled artifacts.
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.dir()
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.registry
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn context(&self, name: &str, settings: PluginSettings) -> Arc<CallContext> {
+        Arc::new(CallContext {
+            name: Arc::from(name),
+            config: settings
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            settings,
+            queries: self.queries.clone(),
+            log_sink: self.log_sink.clone(),
+        })
+    }
+
+    /// Install (or replace, keeping call counters) plugin `name`. The
+    /// component is compiled or loaded from the cache, its contract checked
+    /// (WIT version, known exports, linkable imports, export types), and
+    /// `describe`/`predicates` called once.
+    pub fn install(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        settings: PluginSettings,
+    ) -> Result<PluginInfo, PluginError> {
+        check_name(name)?;
+        settings
+            .check()
+            .map_err(|reason| PluginError::InvalidSettings {
+                name: name.to_string(),
+                reason,
+            })?;
+        let start = Instant::now();
+        let sha256 = sha256_hex(wasm);
+        let (component, from_cache) = self.cache.load(&self.engine, name, wasm, &sha256)?;
+        let contract = inspect(name, &self.engine, &component)?;
+        let link = |e: wasmtime::Error| PluginError::Link {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(link)?;
+        let has = |c| contract.capabilities.contains(&c);
+        let indices = Indices {
+            describe: contract
+                .describe
+                .then(|| describe::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+            validate_instance: has(Capability::InstanceValidator)
+                .then(|| validate_instance::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+            validate_profile: has(Capability::ProfileValidator)
+                .then(|| validate_profile::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+            validate_project: has(Capability::ProjectValidator)
+                .then(|| validate_project::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+            validate_device: has(Capability::DeviceValidator)
+                .then(|| validate_device::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+            filter: has(Capability::Filter)
+                .then(|| filter::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+            lifecycle: has(Capability::Lifecycle)
+                .then(|| lifecycle::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
+        };
+        let ctx = self.context(name, settings);
+        let (metadata, predicates) = self.probe(name, &pre, &indices, &ctx)?;
+        let compiled = Arc::new(Compiled {
+            pre,
+            indices,
+            capabilities: contract.capabilities,
+            metadata,
+            predicates,
+            sha256,
+            from_cache,
+            load_time: start.elapsed(),
+        });
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.snapshot();
+        let stats = current
+            .plugins
+            .iter()
+            .find(|e| e.name() == name)
+            .map(|e| e.stats.clone())
+            .unwrap_or_else(|| Arc::new(Stats::default()));
+        let entry = Entry {
+            compiled,
+            ctx,
+            stats,
+        };
+        let info = info(&entry);
+        self.replace(&current, name, Some(entry));
+        tracing::info!(plugin = name, from_cache, "plugin installed");
+        Ok(info)
+    }
+
+    /// Trial instantiation at install: loads every export (type-checking
+    /// it) and reads metadata and predicate names.
+    fn probe(
+        &self,
+        name: &str,
+        pre: &wasmtime::component::InstancePre<CallState>,
+        indices: &Indices,
+        ctx: &Arc<CallContext>,
+    ) -> Result<(Metadata, Vec<String>), PluginError> {
+        let mut types_ok = Ok(());
+        let result = run(&self.engine, pre, ctx, |store, instance| {
+            types_ok = check_export_types(store, instance, indices);
+            if types_ok.is_err() {
+                return Ok((Metadata::default(), Vec::new()));
+            }
+            let metadata = match &indices.describe {
+                Some(d) => crate::convert::metadata(
+                    d.load(&mut *store, instance)?.call_describe(&mut *store)?,
+                ),
+                None => Metadata::default(),
+            };
+            let predicates = match &indices.filter {
+                Some(f) => f
+                    .load(&mut *store, instance)?
+                    .call_predicates(&mut *store)?,
+                None => Vec::new(),
+            };
+            Ok((metadata, predicates))
+        })
+        .map_err(|failure| PluginError::InstallCall {
+            name: name.to_string(),
+            failure: Box::new(failure),
+        })?;
+        types_ok.map_err(|reason| PluginError::Link {
+            name: name.to_string(),
+            reason,
+        })?;
+        let (metadata, mut predicates) = result;
+        predicates.truncate(64);
+        predicates.iter_mut().for_each(|p| p.truncate(64));
+        Ok((metadata, predicates))
+    }
+
+    /// Uninstall `name`. Calls already running finish on the old snapshot.
+    pub fn remove(&self, name: &str) -> Result<(), PluginError> {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.snapshot();
+        if !current.plugins.iter().any(|e| e.name() == name) {
+            return Err(PluginError::NotFound {
+                name: name.to_string(),
+            });
+        }
+        self.replace(&current, name, None);
+        Ok(())
+    }
+
+    /// Change a plugin's settings without recompiling it.
+    pub fn update_settings(
+        &self,
+        name: &str,
+        settings: PluginSettings,
+    ) -> Result<PluginInfo, PluginError> {
+        settings
+            .check()
+            .map_err(|reason| PluginError::InvalidSettings {
+                name: name.to_string(),
+                reason,
+            })?;
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.snapshot();
+        let old = current
+            .plugins
+            .iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| PluginError::NotFound {
+                name: name.to_string(),
+            })?;
+        let entry = Entry {
+            compiled: old.compiled.clone(),
+            ctx: self.context(name, settings),
+            stats: old.stats.clone(),
+        };
+        let info = info(&entry);
+        self.replace(&current, name, Some(entry));
+        Ok(info)
+    }
+
+    /// Installed plugins in call order.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        self.snapshot().plugins.iter().map(info).collect()
+    }
+
+    /// One plugin.
+    pub fn get(&self, name: &str) -> Option<PluginInfo> {
+        self.snapshot()
+            .plugins
+            .iter()
+            .find(|e| e.name() == name)
+            .map(info)
+    }
+
+    /// Publish a new snapshot with `name` replaced by `entry` (or removed).
+    fn replace(&self, current: &Snapshot, name: &str, entry: Option<Entry>) {
+        let mut plugins: Vec<Entry> = current
+            .plugins
+            .iter()
+            .filter(|e| e.name() != name)
+            .cloned()
+            .collect();
+        plugins.extend(entry);
+        plugins.sort_by(|a, b| {
+            (a.ctx.settings.priority, a.name()).cmp(&(b.ctx.settings.priority, b.name()))
+        });
+        *self
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot { plugins });
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Load every present export once so a type mismatch is an install error
+/// naming the interface.
+fn check_export_types(
+    store: &mut wasmtime::Store<CallState>,
+    instance: &wasmtime::component::Instance,
+    ix: &Indices,
+) -> Result<(), String> {
+    let ctx = |cap: Capability| {
+        move |e: wasmtime::Error| {
+            format!(
+                "export berth:plugin/{}@{} does not match the host's definition: {e:#}",
+                cap.interface(),
+                crate::inspect::API_VERSION
+            )
+        }
+    };
+    if let Some(i) = &ix.validate_instance {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::InstanceValidator))?;
+    }
+    if let Some(i) = &ix.validate_profile {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::ProfileValidator))?;
+    }
+    if let Some(i) = &ix.validate_project {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::ProjectValidator))?;
+    }
+    if let Some(i) = &ix.validate_device {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::DeviceValidator))?;
+    }
+    if let Some(i) = &ix.filter {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::Filter))?;
+    }
+    if let Some(i) = &ix.lifecycle {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::Lifecycle))?;
+    }
+    Ok(())
+}
+
+fn info(e: &Entry) -> PluginInfo {
+    use std::sync::atomic::Ordering::Relaxed;
+    PluginInfo {
+        name: e.name().to_string(),
+        metadata: e.compiled.metadata.clone(),
+        capabilities: e.compiled.capabilities.clone(),
+        predicates: e.compiled.predicates.clone(),
+        settings: e.ctx.settings.clone(),
+        sha256: e.compiled.sha256.clone(),
+        from_cache: e.compiled.from_cache,
+        load_time: e.compiled.load_time,
+        calls: e.stats.calls.load(Relaxed),
+        failures: e.stats.failures.load(Relaxed),
+    }
+}
+
+/// Names appear in logs, events, cache lookups and API paths: keep them
+/// short and plain.
+fn check_name(name: &str) -> Result<(), PluginError> {
+    let bad = |reason| {
+        Err(PluginError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 64 {
+        return bad("must be 1 to 64 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return bad("only lowercase letters, digits, '-' and '_' are allowed");
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return bad("must start with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names() {
+        assert!(check_name("require-limits").is_ok());
+        assert!(check_name("a_1").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("Upper").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn garbage_is_not_a_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = PluginHost::new(dir.path()).unwrap();
+        let err = host
+            .install("junk", b"not wasm at all", PluginSettings::default())
+            .unwrap_err();
+        assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
+        assert!(err.is_invalid_input());
+        assert!(host.list().is_empty());
+    }
+}

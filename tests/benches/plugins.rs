@@ -1,0 +1,227 @@
+//! Plugin host measurements (a plain program, not a timed test):
+//!
+//!     cargo bench -p berth-tests --bench plugins
+//!
+//! Prints: one instance validation with 3 plugins vs none, a predicate over
+//! 500 views, installing a plugin from the on-disk cache, and RSS before and
+//! after 10,000 calls to the misbehaving fixtures.
+
+use std::time::{Duration, Instant};
+
+use berth_plugin_host::*;
+use berth_tests::wasm;
+
+/// Median per-iteration time of `samples` batches of `iters` runs.
+fn measure(samples: usize, iters: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
+    for _ in 0..iters.min(50) {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed() / iters as u32
+        })
+        .collect();
+    times.sort();
+    (
+        times[samples / 10],
+        times[samples / 2],
+        times[samples * 9 / 10],
+    )
+}
+
+fn row(what: &str, (p10, p50, p90): (Duration, Duration, Duration)) {
+    println!("{what:<58} median {p50:>11.2?}   p10 {p10:>11.2?}   p90 {p90:>11.2?}");
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
+fn view(name: &str, config: &[(&str, &str)]) -> InstanceView {
+    let mut v = InstanceView::new("default", name);
+    v.config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    v.expanded_config = v.config.clone();
+    v
+}
+
+fn settings(config: &[(&str, &str)]) -> PluginSettings {
+    PluginSettings {
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..PluginSettings::default()
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cache = dir.path().join("cache");
+    let read = |p: &str| std::fs::read(p);
+
+    // 1. One instance validation: no plugins vs three.
+    let host = PluginHost::new(&cache)?;
+    let mut config: Vec<(String, String)> = (0..17)
+        .map(|i| (format!("user.k{i}"), "v".to_string()))
+        .collect();
+    config.extend(
+        [
+            ("limits.cpu", "2"),
+            ("limits.memory", "1GiB"),
+            ("security.nesting", "false"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let mut v = view("web-1", &[]);
+    v.config = config.into_iter().collect();
+    v.expanded_config = v.config.clone();
+    let req = InstanceRequest {
+        op: InstanceOp::Create,
+        view: v,
+    };
+    row(
+        "validate_instance, no plugins (20 keys)",
+        measure(50, 2000, || {
+            host.validate_instance(&req).ok();
+        }),
+    );
+    host.install(
+        "limits",
+        &read(wasm::REQUIRE_LIMITS)?,
+        PluginSettings::default(),
+    )?;
+    host.install(
+        "nopriv",
+        &read(wasm::DENY_PRIVILEGED)?,
+        PluginSettings::default(),
+    )?;
+    host.install(
+        "names",
+        &read(wasm::NAME_POLICY)?,
+        settings(&[("default", "[a-z][a-z0-9-]*")]),
+    )?;
+    assert!(host.validate_instance(&req).is_ok());
+    row(
+        "validate_instance, 3 plugins (allow, 20 keys)",
+        measure(30, 100, || {
+            host.validate_instance(&req).ok();
+        }),
+    );
+
+    // 2. A predicate over 500 views.
+    host.install("owner", &read(wasm::OWNER)?, PluginSettings::default())?;
+    let views: Vec<_> = (0..500)
+        .map(|i| {
+            view(
+                &format!("c{i}"),
+                &[("user.owner", if i % 2 == 0 { "alice" } else { "bob" })],
+            )
+        })
+        .collect();
+    row(
+        "predicate plugin.owner eq alice over 500 views",
+        measure(10, 2, || {
+            let n = views
+                .iter()
+                .filter(|v| host.predicate("owner", "alice", v).unwrap_or(false))
+                .count();
+            assert_eq!(n, 250);
+        }),
+    );
+    row(
+        "visible() over 500 views (1 filter plugin)",
+        measure(10, 2, || {
+            assert_eq!(views.iter().filter(|v| host.visible(v)).count(), 500);
+        }),
+    );
+
+    // 3. Loading a plugin from the on-disk cache (a daemon restart).
+    let names = read(wasm::NAME_POLICY)?;
+    let fresh = PluginHost::new(&dir.path().join("other-cache"))?;
+    let compiled = fresh.install("names", &names, PluginSettings::default())?;
+    println!(
+        "{:<58} {:>11.2?} ({} KiB wasm)",
+        "compile name-policy (no cache)",
+        compiled.load_time,
+        names.len() / 1024
+    );
+    let restarted = PluginHost::new(&cache)?;
+    row(
+        "install name-policy from the disk cache",
+        measure(20, 10, || {
+            let info = restarted
+                .install("names", &names, PluginSettings::default())
+                .expect("install");
+            assert!(info.from_cache);
+        }),
+    );
+
+    // 4. RSS around 10,000 calls to the fault fixtures.
+    let faults = PluginHost::new(&cache)?;
+    let mut fast = PluginSettings::default();
+    fast.limits.deadline = Duration::from_millis(2);
+    fast.limits.memory_bytes = 4 << 20;
+    for (name, path) in [
+        ("panic", wasm::FIXTURE_PANIC),
+        ("rec", wasm::FIXTURE_DEEP_RECURSION),
+        ("bomb", wasm::FIXTURE_MEMORY_BOMB),
+        ("spin", wasm::FIXTURE_INFINITE_LOOP),
+    ] {
+        faults.install(name, &read(path)?, fast.clone())?;
+        faults.update_settings(
+            name,
+            PluginSettings {
+                enabled: false,
+                ..fast.clone()
+            },
+        )?;
+    }
+    let hook_view = view("c1", &[]);
+    let run = |n: usize| {
+        for i in 0..n {
+            let name = ["panic", "rec", "bomb", "spin"][i % 4];
+            faults.update_settings(name, fast.clone()).expect("enable");
+            let r = faults.hook(Hook::PreStart, &hook_view, &ConfigMap::new());
+            assert!(matches!(r, Err(Rejection::Failed(_))), "{r:?}");
+            faults
+                .update_settings(
+                    name,
+                    PluginSettings {
+                        enabled: false,
+                        ..fast.clone()
+                    },
+                )
+                .expect("disable");
+        }
+    };
+    run(100);
+    let before = rss_kib();
+    let start = Instant::now();
+    run(10_000);
+    let elapsed = start.elapsed();
+    let after = rss_kib();
+    println!(
+        "10,000 fault calls (panic/recursion/4 MiB bomb/2 ms loop): {elapsed:.2?}, RSS before {before} KiB, after {after} KiB ({:+} KiB)",
+        after as i64 - before as i64
+    );
+    for i in faults.list() {
+        println!(
+            "  {:<6} calls {:>5} failures {:>5}",
+            i.name, i.calls, i.failures
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Filter predicates and the visibility filter.
+
+use std::time::Instant;
+
+use berth_plugin_host::*;
+use berth_tests::wasm;
+
+use crate::support::*;
+
+fn owned(name: &str, owner: Option<&str>) -> InstanceView {
+    match owner {
+        Some(o) => instance("default", name, &[("user.owner", o)]),
+        None => instance("default", name, &[]),
+    }
+}
+
+#[test]
+fn owner_predicate() {
+    let h = Harness::new();
+    let info = h.install("owner", wasm::OWNER, PluginSettings::default());
+    assert_eq!(info.predicates, ["owner"]);
+    assert_eq!(info.capabilities, [Capability::Filter]);
+    assert!(h
+        .host
+        .predicate("owner", "alice", &owned("c1", Some("alice")))
+        .unwrap());
+    assert!(!h
+        .host
+        .predicate("owner", "alice", &owned("c1", Some("bob")))
+        .unwrap());
+    assert!(!h
+        .host
+        .predicate("owner", "alice", &owned("c1", None))
+        .unwrap());
+    assert!(matches!(
+        h.host.predicate("colour", "red", &owned("c1", None)),
+        Err(PluginError::UnknownPredicate { ref name }) if name == "colour"
+    ));
+    // The plugin refuses a value: an invalid clause, not a plugin failure.
+    match h.host.predicate("owner", "", &owned("c1", None)) {
+        Err(e @ PluginError::Predicate { .. }) => {
+            assert!(e.is_invalid_input());
+            assert!(e.to_string().contains("owner must not be empty"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Over a listing of 500 instances.
+    let views: Vec<_> = (0..500)
+        .map(|i| {
+            owned(
+                &format!("c{i}"),
+                Some(if i % 5 == 0 { "alice" } else { "bob" }),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let hits = views
+        .iter()
+        .filter(|v| h.host.predicate("owner", "alice", v).unwrap())
+        .count();
+    assert_eq!(hits, 100);
+    println!("predicate over 500 views: {:?}", start.elapsed());
+}
+
+#[test]
+fn owner_visibility() {
+    let h = Harness::new();
+    // No filter plugins: everything is visible, nothing is called.
+    assert!(h.host.visible(&owned("c1", None)));
+    h.install("owner", wasm::OWNER, PluginSettings::default());
+    assert!(h.host.visible(&owned("c1", None)));
+    assert!(h.host.visible(&owned("c1", Some("bob"))));
+    h.host
+        .update_settings(
+            "owner",
+            settings(&[("visible-owners", "alice, carol"), ("hide-unowned", "yes")]),
+        )
+        .unwrap();
+    assert!(h.host.visible(&owned("c1", Some("alice"))));
+    assert!(h.host.visible(&owned("c1", Some("carol"))));
+    assert!(!h.host.visible(&owned("c1", Some("bob"))));
+    assert!(!h.host.visible(&owned("c1", None)));
+    h.host
+        .update_settings(
+            "owner",
+            PluginSettings {
+                enabled: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        h.host.visible(&owned("c1", None)),
+        "disabled plugins do not filter"
+    );
+}
+
+#[test]
+fn each_call_gets_a_fresh_instance() {
+    let h = Harness::new();
+    h.install("probe", wasm::FIXTURE_PROBE, PluginSettings::default());
+    let v = owned("c1", None);
+    // A static counter in the plugin: every call sees its first call.
+    for _ in 0..5 {
+        assert!(h.host.predicate("calls", "1", &v).unwrap());
+    }
+}
+
+#[test]
+fn wasi_capabilities_only_when_granted() {
+    let h = Harness::new();
+    let data = h.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("file.txt"), "hello").unwrap();
+    std::env::set_var("BERTH_TEST_SECRET", "x");
+    h.install("probe", wasm::FIXTURE_PROBE, PluginSettings::default());
+    let v = owned("c1", None);
+    let p = |name: &str, value: &str| h.host.predicate(name, value, &v).unwrap();
+    // Nothing by default: no files, no host environment, frozen clock, no network.
+    assert!(!p("read", "/data/file.txt"));
+    assert!(!p("read", "/etc/passwd"));
+    assert!(!p("env", "BERTH_TEST_SECRET"));
+    assert!(!p("env", "PATH"));
+    assert!(!p("clock", ""));
+    assert!(!p("net", "169.254.1.1:80"));
+    // Granted: a read-only directory, one variable, clocks.
+    let mut s = PluginSettings::default();
+    s.grants.read_only_dirs.push(DirGrant {
+        host_path: data.clone(),
+        guest_path: "/data".into(),
+    });
+    s.grants.env.insert("GRANTED".into(), "1".into());
+    s.grants.clocks = true;
+    h.host.update_settings("probe", s).unwrap();
+    assert!(p("read", "/data/file.txt"));
+    assert!(
+        !p("write", "/data/new.txt"),
+        "granted directories are read-only"
+    );
+    assert!(!data.join("new.txt").exists());
+    assert!(!p("read", "/etc/passwd"));
+    assert!(p("env", "GRANTED"));
+    assert!(!p("env", "BERTH_TEST_SECRET"));
+    assert!(p("clock", ""));
+    assert!(!p("net", "169.254.1.1:80"));
+    // A grant of a missing directory is refused up front.
+    let mut bad = PluginSettings::default();
+    bad.grants.read_only_dirs.push(DirGrant {
+        host_path: data.join("missing"),
+        guest_path: "/x".into(),
+    });
+    assert!(matches!(
+        h.host.update_settings("probe", bad),
+        Err(PluginError::InvalidSettings { .. })
+    ));
+}
