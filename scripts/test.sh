@@ -13,12 +13,18 @@ unset REQUESTS_CA_BUNDLE CURL_CA_BUNDLE
 echo "== build (debug, whole workspace)"
 cargo build --workspace --all-targets
 
+status=0
 echo "== cargo tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
+    cargo nextest run --workspace --no-fail-fast || status=1
 else
-    cargo test --workspace --no-fail-fast
+    cargo test --workspace --no-fail-fast || status=1
 fi
 
 echo "== pylxd 2.4.2 integration suite"
-BERTHD="$root/target/debug/berthd" "$root/tests/pylxd/run.sh"
+BERTHD="$root/target/debug/berthd" "$root/tests/pylxd/run.sh" || status=1
+
+if [ "$status" -ne 0 ]; then
+    echo "test.sh: FAILED (see above)" >&2
+fi
+exit "$status"
