@@ -24,6 +24,8 @@ pub enum Reply {
     Sync(Value),
     /// 200 sync whose metadata is already-serialized JSON.
     SyncRaw(Vec<u8>),
+    /// The same with an ETag.
+    SyncRawEtag(Vec<u8>, String),
     /// 200 sync with metadata and an ETag.
     SyncEtag(Value, String),
     /// 201 sync with a Location header (and empty metadata).
@@ -61,6 +63,13 @@ impl Reply {
             Reply::Sync(v) => {
                 let b = sync_body(v);
                 json_response(StatusCode::OK, &b)
+            }
+            Reply::SyncRawEtag(metadata, etag) => {
+                let mut r = Reply::SyncRaw(metadata).into_response();
+                if let Ok(h) = header::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                    r.headers_mut().insert(header::ETAG, h);
+                }
+                r
             }
             Reply::SyncRaw(metadata) => {
                 let head = br#"{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":"#;

@@ -107,9 +107,19 @@ pub async fn root(mut ctx: Ctx) -> Result<Reply> {
     match ctx.method {
         Method::GET if !ctx.trust.is_trusted() => Ok(Reply::Sync(untrusted_info())),
         Method::GET => {
-            let info = server_info(&ctx);
-            let etag = super::etag_of(&info["config"]);
-            Ok(Reply::SyncEtag(info, etag))
+            // Rendered once per model generation and project: the handshake every `lxc`
+            // process starts with stays a memcpy.
+            let generation = ctx.daemon.model().generation;
+            let key = format!("/1.0?project={}", ctx.project());
+            let idle = crate::daemon::PowerState::Stopped;
+            let cache = &ctx.daemon.render_cache;
+            let info = cache.get_or_render(&key, 0, generation, idle, || {
+                serde_json::to_vec(&server_info(&ctx)).unwrap_or_default()
+            });
+            let etag = cache.get_or_render("/1.0#etag", 0, generation, idle, || {
+                super::etag_of(&render_config(&ctx.daemon.model().server)).into_bytes()
+            });
+            Ok(Reply::SyncRawEtag(info.to_vec(), String::from_utf8_lossy(&etag).into_owned()))
         }
         Method::PUT | Method::PATCH => {
             #[derive(serde::Deserialize)]
