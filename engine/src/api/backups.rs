@@ -16,7 +16,7 @@ use crate::operations::OpSpec;
 #[derive(Deserialize, Default)]
 struct BackupPost {
     #[serde(default)]
-    name: String,
+    name: Option<String>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -26,7 +26,7 @@ struct BackupPost {
     #[serde(default)]
     optimized_storage: bool,
     #[serde(default)]
-    compression_algorithm: String,
+    compression_algorithm: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,13 +67,12 @@ pub async fn route(mut ctx: Ctx, instance: &str, rest: &[&str]) -> Result<Reply>
         (Method::POST, []) => {
             let body = ctx.body(super::MAX_JSON_BODY).await?;
             let req: BackupPost = if body.is_empty() { BackupPost::default() } else { super::decode_json(&body)? };
-            let compression = if req.compression_algorithm.is_empty() {
-                ctx.daemon.model().server.get("backups.compression_algorithm").cloned().unwrap_or_else(|| "gzip".into())
-            } else {
-                req.compression_algorithm.clone()
+            let compression = match req.compression_algorithm.clone().filter(|c| !c.is_empty()) {
+                Some(c) => c,
+                None => ctx.daemon.model().server.get("backups.compression_algorithm").cloned().unwrap_or_else(|| "gzip".into()),
             };
             let rec = BackupRecord {
-                name: req.name,
+                name: req.name.unwrap_or_default(),
                 instance: instance.to_string(),
                 project: project.clone(),
                 created_at: Utc::now(),

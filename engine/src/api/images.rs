@@ -23,9 +23,9 @@ struct ImagePost {
     #[serde(default)]
     public: bool,
     #[serde(default)]
-    properties: ConfigMap,
+    properties: Option<ConfigMap>,
     #[serde(default)]
-    aliases: Vec<AliasEntry>,
+    aliases: Option<Vec<AliasEntry>>,
     #[serde(default)]
     source: Option<PostSource>,
 }
@@ -301,10 +301,10 @@ async fn publish(ctx: Ctx, project: String, req: ImagePost) -> Result<Reply> {
     };
     ctx.daemon.model().instance(&project, &instance).ok_or_else(|| Error::not_found("Instance not found"))?;
     let d = ctx.daemon.clone();
-    let aliases: Vec<(String, String)> = req.aliases.into_iter().map(|a| (a.name, a.description)).collect();
+    let aliases: Vec<(String, String)> = req.aliases.unwrap_or_default().into_iter().map(|a| (a.name, a.description)).collect();
     let spec = OpSpec::task("Creating image", &project, "images", vec![]);
     let op = ctx.daemon.ops.start(spec, move |op| async move {
-        let rec = blocking(move || d.publish_image(&project, &instance, snapshot.as_deref(), req.public, req.properties, aliases)).await?;
+        let rec = blocking(move || d.publish_image(&project, &instance, snapshot.as_deref(), req.public, req.properties.unwrap_or_default(), aliases)).await?;
         op.set_metadata(json!({"fingerprint": rec.fingerprint, "size": rec.size}));
         Ok(())
     });

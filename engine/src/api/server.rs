@@ -34,6 +34,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "storage_volume_state",
     "storage_api_volume_rename",
     "image_create_aliases",
+    "container_only_migration",
+    "container_incremental_copy",
 ];
 
 fn kernel_info() -> (String, String, String) {

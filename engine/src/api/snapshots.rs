@@ -19,14 +19,14 @@ struct SnapshotPost {
     name: String,
     #[serde(default)]
     stateful: bool,
-    /// Absent: `snapshots.expiry` applies; null or the zero time: never.
-    #[serde(default, deserialize_with = "some")]
+    /// Absent or null: `snapshots.expiry` applies; the zero time (`--no-expiry`): never.
+    #[serde(default, deserialize_with = "expiry")]
     expires_at: Option<Option<DateTime<Utc>>>,
 }
 
-fn some<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<DateTime<Utc>>>, D::Error> {
+fn expiry<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<DateTime<Utc>>>, D::Error> {
     let v: Option<DateTime<Utc>> = Option::deserialize(d)?;
-    Ok(Some(v.filter(|t| *t > zero_time())))
+    Ok(v.map(|t| Some(t).filter(|t| *t > zero_time())))
 }
 
 #[derive(Deserialize)]

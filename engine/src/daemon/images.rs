@@ -74,7 +74,8 @@ impl From<image::Error> for Error {
     fn from(e: image::Error) -> Self {
         use image::Error as E;
         match e {
-            E::Unsafe { .. } | E::TooLarge { .. } | E::Corrupt { .. } | E::UnsupportedFormat(_) | E::Metadata(_) => {
+            E::Corrupt { ref source, .. } => Error::bad(format!("Invalid image: {e}: {source}")),
+            E::Unsafe { .. } | E::TooLarge { .. } | E::UnsupportedFormat(_) | E::Metadata(_) => {
                 Error::bad(format!("Invalid image: {e}"))
             }
             E::FingerprintMismatch { .. } => Error::bad(e.to_string()),
