@@ -123,6 +123,36 @@ fn snapshot_names(d: &Daemon, inst: &str) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
+/// Creates the btrfs pool `bt` on a loop file; on drop (also when the test fails) its mount
+/// and loop device are released so nothing outlives the test.
+struct BtrfsPool {
+    mount: PathBuf,
+    image: PathBuf,
+}
+
+impl BtrfsPool {
+    fn create(d: &Daemon, size: &str) -> BtrfsPool {
+        d.lxc_ok(&["storage", "create", "bt", "btrfs", &format!("size={size}")]);
+        BtrfsPool { mount: d.data_dir().join("storage-pools/bt"), image: d.data_dir().join("disks/bt.img") }
+    }
+}
+
+impl Drop for BtrfsPool {
+    fn drop(&mut self) {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounted.contains(self.mount.to_str().unwrap_or("\0")) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+        if let Ok(o) = Command::new("losetup").arg("-j").arg(&self.image).output() {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                if let Some(dev) = line.split(':').next() {
+                    let _ = Command::new("losetup").arg("-d").arg(dev).status();
+                }
+            }
+        }
+    }
+}
+
 /// Removes the btrfs pool so its loop device and mount go away.
 fn drop_pool(d: &Daemon, pool: &str) {
     let list = get(&d, "/1.0/instances?recursion=1");
@@ -276,7 +306,7 @@ fn instance_lifecycle_on_btrfs() {
         return;
     }
     let d = Daemon::start();
-    d.lxc_ok(&["storage", "create", "bt", "btrfs", "size=2GiB"]);
+    let _pool = BtrfsPool::create(&d, "2GiB");
     let pool = get(&d, "/1.0/storage-pools/bt");
     assert_eq!(pool["status"], "Created");
     assert_eq!(pool["driver"], "btrfs");
@@ -346,7 +376,7 @@ fn export_import_round_trip_on_btrfs_optimized() {
         return;
     }
     let d = Daemon::start();
-    d.lxc_ok(&["storage", "create", "bt", "btrfs", "size=2GiB"]);
+    let _pool = BtrfsPool::create(&d, "2GiB");
     export_import_round_trip(&d, "bt", true);
     drop_pool(&d, "bt");
 }
@@ -485,7 +515,7 @@ fn pools_volumes_publish_and_server_info() {
     import_busybox(&d);
     let res = get(&d, "/1.0/storage-pools/default/resources");
     assert!(res["space"]["total"].as_u64().unwrap_or(0) > 0, "{res}");
-    d.lxc_ok(&["storage", "create", "bt", "btrfs", "size=1GiB"]);
+    let _pool = BtrfsPool::create(&d, "1GiB");
     let e = lxc_err(&d, &["storage", "create", "bt", "dir"]);
     assert!(e.contains("already exists"), "{e}");
     let e = lxc_err(&d, &["storage", "create", "bad", "zfs"]);

@@ -16,7 +16,7 @@ use crate::operations::OpSpec;
 #[derive(Deserialize, Default)]
 struct SnapshotPost {
     #[serde(default)]
-    name: String,
+    name: Option<String>,
     #[serde(default)]
     stateful: bool,
     /// Absent or null: `snapshots.expiry` applies; the zero time (`--no-expiry`): never.
@@ -99,7 +99,7 @@ pub async fn route(mut ctx: Ctx, instance: &str, rest: &[&str]) -> Result<Reply>
                 return Err(Error::bad("Stateful snapshots are not supported: CRIU is not available on this server"));
             }
             let (d, p, i) = (ctx.daemon.clone(), project.clone(), instance.to_string());
-            let name = Some(req.name.clone()).filter(|n| !n.is_empty());
+            let name = req.name.clone().filter(|n| !n.is_empty());
             let snap = blocking(move || d.create_snapshot(&p, &i, name.as_deref(), req.expires_at)).await?;
             let mut spec = OpSpec::task("Snapshotting instance", &project, "instances", vec![inst_url]);
             spec.resources.insert("instances_snapshots".into(), vec![url(&project, instance, &snap)]);

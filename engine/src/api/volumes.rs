@@ -53,7 +53,7 @@ struct Rename {
 #[derive(Deserialize, Default)]
 struct SnapPost {
     #[serde(default)]
-    name: String,
+    name: Option<String>,
     #[serde(default)]
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -179,7 +179,7 @@ pub async fn route(mut ctx: Ctx, pool: &str, rest: &[&str]) -> Result<Reply> {
             let body = ctx.body(super::MAX_JSON_BODY).await?;
             let req: SnapPost = if body.is_empty() { SnapPost::default() } else { super::decode_json(&body)? };
             let (d, p, po, n) = (ctx.daemon.clone(), project.clone(), pool.to_string(), name.to_string());
-            let snap = blocking(move || d.snapshot_custom_volume(&po, &p, &n, Some(&req.name), req.expires_at)).await?;
+            let snap = blocking(move || d.snapshot_custom_volume(&po, &p, &n, req.name.as_deref(), req.expires_at)).await?;
             let spec = OpSpec::task("Creating storage volume snapshot", &project, "storage_volume_snapshots", vec![format!("/1.0/storage-pools/{pool}/volumes/custom/{name}/snapshots/{snap}")]);
             Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
         }
