@@ -43,7 +43,13 @@ struct PoolPut {
 }
 
 fn render(ctx: &Ctx, rec: &PoolRecord, lp: &LoadedPool) -> Value {
-    let used_by = ctx.daemon.model().pool_used_by(&rec.name);
+    let mut used_by = ctx.daemon.model().pool_used_by(&rec.name);
+    // An image uses the pool only once it is unpacked there.
+    used_by.retain(|u| match (u.strip_prefix("/1.0/images/"), lp) {
+        (Some(fp), LoadedPool::Ready(d)) => d.volume_exists(&crate::storage::Volume::new(crate::storage::VolumeType::Image, fp)),
+        (Some(_), LoadedPool::Unavailable(_)) => false,
+        (None, _) => true,
+    });
     json!({
         "name": rec.name,
         "driver": rec.driver,

@@ -495,3 +495,53 @@ impl Daemon {
 pub fn upload_path(images_dir: &Path, suffix: &str) -> PathBuf {
     images_dir.join(format!(".upload-{}-{}{suffix}", std::process::id(), rand::random::<u32>()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(fp: &str) -> ImageRecord {
+        ImageRecord {
+            fingerprint: fp.into(),
+            project: "default".into(),
+            filename: String::new(),
+            size: 1,
+            public: false,
+            architecture: "x86_64".into(),
+            properties: ConfigMap::new(),
+            created_at: Utc::now(),
+            uploaded_at: Utc::now(),
+            last_used_at: zero_time(),
+            expires_at: None,
+            auto_update: false,
+            profiles: vec![],
+        }
+    }
+
+    #[test]
+    fn images_match_by_unique_prefix() {
+        let mut m = Model::default();
+        m.projects.insert("default".into(), crate::model::Project::default_project());
+        for fp in ["abc1", "abc2", "def0"] {
+            m.images.insert(scoped_key("default", fp), rec(fp));
+        }
+        assert_eq!(m.image("default", "d").map(|i| i.fingerprint.clone()).ok(), Some("def0".into()));
+        assert_eq!(m.image("default", "abc2").map(|i| i.fingerprint.clone()).ok(), Some("abc2".into()));
+        assert!(matches!(m.image("default", "abc"), Err(Error::BadRequest(_))));
+        assert!(matches!(m.image("default", "ff"), Err(Error::NotFound(_))));
+        // A project without features.images sees the default project's images.
+        let mut p = crate::model::Project::default_project();
+        p.name = "p".into();
+        p.config.clear();
+        m.projects.insert("p".into(), p);
+        assert_eq!(m.image_project("p"), "default");
+        assert!(m.image("p", "def0").is_ok());
+    }
+
+    #[test]
+    fn unsafe_archives_map_to_400() {
+        let e: Error = image::Error::Unsafe { entry: "rootfs/../x".into(), reason: "`..` component".into() }.into();
+        assert_eq!(e.kind().status(), 400);
+        assert!(e.to_string().contains("rootfs/../x"));
+    }
+}

@@ -341,3 +341,49 @@ fn schedule_id(project: &str, name: &str) -> i64 {
 pub fn snapshot_url(project: &str, instance: &str, snap: &str) -> String {
     super::with_project(format!("/1.0/instances/{instance}/snapshots/{snap}"), project)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(name: &str) -> InstanceRecord {
+        InstanceRecord {
+            name: name.into(),
+            project: "default".into(),
+            instance_type: InstanceType::Container,
+            architecture: "x86_64".into(),
+            config: ConfigMap::new(),
+            devices: Devices::new(),
+            profiles: vec![],
+            ephemeral: false,
+            stateful: false,
+            description: String::new(),
+            created_at: Utc::now(),
+            last_used_at: zero_time(),
+        }
+    }
+
+    #[test]
+    fn snapshots_of_is_per_instance_and_oldest_first() {
+        let mut m = Model::default();
+        let mut a = SnapshotRecord::capture(&inst("c1"), "zz", None);
+        a.created_at = Utc::now() - chrono::Duration::seconds(10);
+        let b = SnapshotRecord::capture(&inst("c1"), "aa", None);
+        let other = SnapshotRecord::capture(&inst("c10"), "snap0", None);
+        for s in [&b, &a, &other] {
+            m.snapshots.insert(s.key(), s.clone());
+        }
+        let names: Vec<&str> = m.snapshots_of("default", "c1").iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["zz", "aa"]);
+        assert_eq!(m.snapshots_of("default", "c10").len(), 1);
+        assert!(m.snapshots_of("other", "c1").is_empty());
+    }
+
+    #[test]
+    fn snapshot_names_refuse_slashes_and_dots() {
+        assert!(valid_snapshot_name("snap0").is_ok());
+        for bad in ["", "a/b", ".", ".."] {
+            assert!(valid_snapshot_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
