@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::projects::blocking;
 use super::{etag_of, stream, Ctx, Reply};
-use crate::daemon::{images::upload_path, ImageRecord, ImageUpload, Model};
+use crate::daemon::{images::upload_path, ImageRecord, ImageUpdate, ImageUpload, Model};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::{rfc3339nano, zero_time, ConfigMap};
@@ -155,7 +155,8 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
             let public = req.public.unwrap_or(if patch { cur.public } else { false });
             let auto = req.auto_update.unwrap_or(if patch { cur.auto_update } else { false });
             let expires = req.expires_at.filter(|e| *e > zero_time()).or(if patch { cur.expires_at } else { None });
-            ctx.daemon.update_image(&project, &cur.fingerprint, public, props, auto, expires, req.profiles)?;
+            let upd = ImageUpdate { public, properties: props, auto_update: auto, expires_at: expires, profiles: req.profiles };
+            ctx.daemon.update_image(&project, &cur.fingerprint, upd)?;
             Ok(Reply::Sync(json!({})))
         }
         (Method::DELETE, [fp]) => {

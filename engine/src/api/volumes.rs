@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::projects::blocking;
 use super::{Ctx, Reply};
-use crate::daemon::{Model, VolumeRecord};
+use crate::daemon::{Model, VolumeRecord, VolumeUpdate};
 use crate::error::{Error, Result};
 use crate::model::{rfc3339nano, zero_time, ConfigMap};
 use crate::operations::OpSpec;
@@ -148,7 +148,7 @@ pub async fn route(mut ctx: Ctx, pool: &str, rest: &[&str]) -> Result<Reply> {
             if let Some(snap) = req.restore.filter(|r| !r.is_empty()) {
                 blocking(move || d.restore_custom_volume(&po, &p, &n, &snap)).await?;
             } else {
-                blocking(move || d.update_custom_volume(&po, &p, &n, None, req.description, req.config, None)).await?;
+                blocking(move || d.update_custom_volume(&po, &p, &n, None, VolumeUpdate { description: req.description, config: req.config, expires_at: None })).await?;
             }
             Ok(Reply::Sync(json!({})))
         }
@@ -191,7 +191,7 @@ pub async fn route(mut ctx: Ctx, pool: &str, rest: &[&str]) -> Result<Reply> {
         (Method::PUT | Method::PATCH, ["custom", name, "snapshots", snap]) => {
             let req: VolumePut = ctx.json().await?;
             let (d, p, po, n, s) = (ctx.daemon.clone(), project.clone(), pool.to_string(), name.to_string(), snap.to_string());
-            blocking(move || d.update_custom_volume(&po, &p, &n, Some(&s), req.description, None, Some(req.expires_at))).await?;
+            blocking(move || d.update_custom_volume(&po, &p, &n, Some(&s), VolumeUpdate { description: req.description, config: None, expires_at: Some(req.expires_at) })).await?;
             Ok(Reply::Sync(json!({})))
         }
         (Method::POST, ["custom", name, "snapshots", snap]) => {

@@ -78,7 +78,7 @@ impl Model {
         let prefix = format!("{}/", scoped_key(project, instance));
         let mut v: Vec<&BackupRecord> =
             self.backups.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, b)| b).collect();
-        v.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        v.sort_by_key(|b| b.created_at);
         v
     }
 

@@ -53,6 +53,17 @@ pub struct AliasRecord {
     pub description: String,
 }
 
+/// The writable fields of an image (`PUT /1.0/images/FP`).
+#[derive(Debug, Clone, Default)]
+pub struct ImageUpdate {
+    pub public: bool,
+    pub properties: ConfigMap,
+    pub auto_update: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `None` keeps the current profiles.
+    pub profiles: Option<Vec<String>>,
+}
+
 /// An upload already written to temporary files by the API layer.
 #[derive(Debug, Clone)]
 pub struct ImageUpload {
@@ -262,14 +273,14 @@ impl Daemon {
     }
 
     /// Replaces an image's writable fields.
-    pub fn update_image(&self, project: &str, fp: &str, public: bool, properties: ConfigMap, auto_update: bool, expires_at: Option<DateTime<Utc>>, profiles: Option<Vec<String>>) -> Result<()> {
+    pub fn update_image(&self, project: &str, fp: &str, upd: ImageUpdate) -> Result<()> {
         let mut tx = self.txn();
         let mut rec = tx.model().image(project, fp)?.clone();
-        rec.public = public;
-        rec.properties = properties;
-        rec.auto_update = auto_update;
-        rec.expires_at = expires_at;
-        if let Some(p) = profiles {
+        rec.public = upd.public;
+        rec.properties = upd.properties;
+        rec.auto_update = upd.auto_update;
+        rec.expires_at = upd.expires_at;
+        if let Some(p) = upd.profiles {
             rec.profiles = p;
         }
         let key = scoped_key(&rec.project, &rec.fingerprint);

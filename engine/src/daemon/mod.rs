@@ -31,9 +31,9 @@ use crate::operations::Operations;
 
 pub use backups::BackupRecord;
 pub use copy::RootSource;
-pub use images::{AliasRecord, ImageRecord, ImageUpload};
+pub use images::{AliasRecord, ImageRecord, ImageUpdate, ImageUpload};
 pub use snapshots::SnapshotRecord;
-pub use volumes::{volume_key, VolumeRecord};
+pub use volumes::{volume_key, VolumeRecord, VolumeUpdate};
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
 

@@ -32,6 +32,14 @@ pub struct VolumeRecord {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// What `PUT/PATCH` on a custom volume or volume snapshot changes (`None`: keep).
+#[derive(Debug, Clone, Default)]
+pub struct VolumeUpdate {
+    pub description: Option<String>,
+    pub config: Option<ConfigMap>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
 fn filesystem() -> String {
     "filesystem".into()
 }
@@ -222,7 +230,8 @@ impl Daemon {
     }
 
     /// Updates a custom volume's (or snapshot's) description and config.
-    pub fn update_custom_volume(&self, pool: &str, project: &str, name: &str, snap: Option<&str>, description: Option<String>, config: Option<ConfigMap>, expires_at: Option<Option<DateTime<Utc>>>) -> Result<()> {
+    pub fn update_custom_volume(&self, pool: &str, project: &str, name: &str, snap: Option<&str>, upd: VolumeUpdate) -> Result<()> {
+        let VolumeUpdate { description, config, expires_at } = upd;
         let key = volume_key(pool, project, name, snap);
         let mut tx = self.txn();
         let mut rec = tx.model().volumes.get(&key).cloned().ok_or_else(|| Error::not_found("Storage volume not found"))?;
