@@ -8,6 +8,7 @@
 mod backups;
 pub mod certificates;
 mod copy;
+mod image_aliases;
 pub mod images;
 mod instances;
 mod pools;
