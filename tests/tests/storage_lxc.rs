@@ -549,6 +549,9 @@ fn pools_volumes_publish_and_server_info() {
 
     // Publish an instance and a snapshot as images.
     d.lxc_ok(&["snapshot", "p1"]);
+    // Same bytes in the same second would be the same image (a 409, as in LXD): make p1
+    // differ from its snapshot.
+    std::fs::write(rootfs(&d, "bt", "p1").join("etc/hostname"), "published\n").expect("write");
     let out = d.lxc_ok(&["publish", "p1", "--alias", "pub1"]);
     assert!(out.contains("fingerprint"), "{out}");
     let fp = get(&d, "/1.0/images/aliases/pub1")["target"].as_str().unwrap_or_default().to_string();
