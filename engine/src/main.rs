@@ -72,6 +72,7 @@ async fn run_daemon(cli: &Cli) -> anyhow::Result<()> {
     let h = hub.clone();
     let daemon = tokio::task::spawn_blocking(move || Daemon::open(&d, h)).await??;
     let daemon = Arc::new(daemon);
+    berth_engine::daemon::scheduler::spawn(daemon.clone());
     let socket = cli.data_dir.join("unix.socket");
     let listener = api::listener::bind_unix(&socket)?;
     tracing::info!(socket = %socket.display(), ms = started.elapsed().as_millis(), "berthd ready");

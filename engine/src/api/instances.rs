@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::projects::blocking;
 use super::{etag_of, Ctx, Reply};
 use crate::config::{Devices, InstanceType};
-use crate::daemon::{InstanceCreate, InstanceUpdate, Model};
+use crate::daemon::{InstanceCreate, InstanceUpdate, Model, RootSource};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::{rfc3339nano, ConfigMap, InstanceRecord};
@@ -18,6 +18,19 @@ use crate::operations::OpSpec;
 struct Source {
     #[serde(default, rename = "type")]
     kind: String,
+    #[serde(default)]
+    alias: String,
+    #[serde(default)]
+    fingerprint: String,
+    /// copy: `instance` or `instance/snapshot`.
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    instance_only: bool,
+    #[serde(default)]
+    container_only: bool,
+    #[serde(default)]
+    refresh: bool,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +76,6 @@ struct InstancePut {
     #[serde(default)]
     restore: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     stateful: Option<bool>,
 }
 
@@ -125,8 +137,9 @@ pub fn render_instance(m: &Model, i: &InstanceRecord, full: bool) -> Value {
     if full {
         if let Some(o) = v.as_object_mut() {
             o.insert("state".into(), render_state(m, i));
-            o.insert("snapshots".into(), Value::Null);
-            o.insert("backups".into(), Value::Null);
+            o.insert("snapshots".into(), super::snapshots::full_snapshots(m, &i.project, &i.name));
+            let backups: Vec<Value> = m.backups_of(&i.project, &i.name).iter().map(|b| json!({"name": b.name, "created_at": rfc3339nano(&b.created_at)})).collect();
+            o.insert("backups".into(), if backups.is_empty() { Value::Null } else { Value::Array(backups) });
         }
     }
     v
@@ -178,7 +191,15 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
                 "Instance driver is not operational on this server: no container or VM driver is built in yet".into(),
             ))
         }
-        (Method::GET, [name, "snapshots" | "backups" | "logs"]) => {
+        (_, [name, "snapshots", rest @ ..]) => {
+            let name = name.to_string();
+            super::snapshots::route(ctx, &name, rest).await
+        }
+        (_, [name, "backups", rest @ ..]) => {
+            let name = name.to_string();
+            super::backups::route(ctx, &name, rest).await
+        }
+        (Method::GET, [name, "logs"]) => {
             get_record(&ctx, name)?;
             Ok(Reply::Sync(json!([])))
         }
@@ -246,18 +267,36 @@ fn list(ctx: &Ctx) -> Result<Reply> {
 
 async fn create(mut ctx: Ctx) -> Result<Reply> {
     let project = ctx.project().to_string();
+    if ctx.header("content-type").is_some_and(|c| c.starts_with("application/octet-stream")) {
+        return super::backups::import(ctx).await;
+    }
     let req: InstancesPost = ctx.json().await?;
     let source = req.source.unwrap_or_default();
-    match source.kind.as_str() {
-        "" | "none" => {}
-        "image" | "copy" | "migration" | "backup" => {
-            return Err(Error::Unsupported(format!(
-                "Source type \"{}\" is not supported yet (storage is not built in)",
-                source.kind
-            )))
+    let root = match source.kind.as_str() {
+        "" | "none" => RootSource::Empty,
+        "image" => {
+            let d = ctx.daemon.clone();
+            RootSource::Image(d.resolve_image(&project, Some(&source.alias), Some(&source.fingerprint))?)
+        }
+        "copy" => {
+            let (inst, snap) = match source.source.split_once('/') {
+                Some((i, s)) => (i.to_string(), Some(s.to_string())),
+                None => (source.source.clone(), None),
+            };
+            if source.refresh && !req.name.is_empty() && ctx.daemon.model().instance(&project, &req.name).is_some() {
+                let (d, p, n) = (ctx.daemon.clone(), project.clone(), req.name.clone());
+                let only = source.instance_only || source.container_only;
+                blocking(move || d.refresh_instance(&p, &n, &inst, only)).await?;
+                let spec = OpSpec::task("Refreshing instance", &project, "instances", vec![Model::instance_url(&project, &req.name)]);
+                return Ok(Reply::Async(ctx.daemon.ops.completed(spec)));
+            }
+            RootSource::Copy { instance: inst, snapshot: snap, instance_only: source.instance_only || source.container_only }
+        }
+        "migration" | "backup" => {
+            return Err(Error::Unsupported(format!("Source type \"{}\" is not supported", source.kind)))
         }
         other => return Err(Error::bad(format!("Unknown source type \"{other}\""))),
-    }
+    };
     let mut config = req.config.unwrap_or_default();
     if !req.instance_type.is_empty() {
         for (k, v) in crate::daemon::instance_type_limits(&req.instance_type)? {
@@ -277,7 +316,7 @@ async fn create(mut ctx: Ctx) -> Result<Reply> {
     };
     let d = ctx.daemon.clone();
     let p = project.clone();
-    let name = blocking(move || d.create_instance(&p, create)).await?;
+    let name = blocking(move || d.create_instance_from(&p, create, &root)).await?;
     let url = Model::instance_url(&project, &name);
     let spec = OpSpec::task("Creating instance", &project, "instances", vec![url]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
@@ -289,7 +328,18 @@ async fn update(mut ctx: Ctx, name: &str) -> Result<Reply> {
     ctx.check_etag(&instance_etag(&current))?;
     let req: InstancePut = ctx.json().await?;
     if let Some(r) = req.restore.filter(|r| !r.is_empty()) {
-        return Err(Error::not_found(format!("Snapshot \"{r}\" not found")));
+        if req.stateful == Some(true) {
+            return Err(Error::bad("Stateful restore is not supported: CRIU is not available on this server"));
+        }
+        let snap = match r.split_once('/') {
+            Some((i, s)) if i == name => s.to_string(),
+            Some(_) => return Err(Error::bad(format!("Snapshot \"{r}\" is not a snapshot of \"{name}\""))),
+            None => r,
+        };
+        let (d, p, n) = (ctx.daemon.clone(), project.clone(), name.to_string());
+        blocking(move || d.restore_snapshot(&p, &n, &snap)).await?;
+        let spec = OpSpec::task("Restoring snapshot", &project, "instances", vec![Model::instance_url(&project, name)]);
+        return Ok(Reply::Async(ctx.daemon.ops.completed(spec)));
     }
     let upd = if ctx.method == Method::PATCH {
         let mut config = current.config.clone();

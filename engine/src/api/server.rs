@@ -22,6 +22,20 @@ pub const API_EXTENSIONS: &[&str] = &[
     "certificate_update",
     "certificate_project",
     "certificate_token",
+    "storage",
+    "resources",
+    "container_backup",
+    "backup_compression",
+    "container_backup_override_pool",
+    "backup_override_name",
+    "snapshot_expiry",
+    "snapshot_expiry_creation",
+    "storage_api_volume_snapshots",
+    "storage_volume_state",
+    "storage_api_volume_rename",
+    "image_create_aliases",
+    "container_only_migration",
+    "container_incremental_copy",
 ];
 
 fn kernel_info() -> (String, String, String) {
@@ -97,7 +111,7 @@ fn server_info(ctx: &Ctx) -> Value {
             "server_version": "5.0.2",
             "storage": "dir",
             "storage_version": "1",
-            "storage_supported_drivers": [],
+            "storage_supported_drivers": super::storage_pools::supported_drivers(),
         },
     })
 }

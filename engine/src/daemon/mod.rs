@@ -5,9 +5,16 @@
 //! model, commits one redb transaction, and only then updates the model, so the model never
 //! holds anything that is not durable.
 
+mod backups;
 pub mod certificates;
+mod copy;
+mod image_aliases;
+pub mod images;
 mod instances;
 mod pools;
+pub mod scheduler;
+mod snapshots;
+mod volumes;
 mod profiles;
 mod projects;
 pub mod trust;
@@ -23,6 +30,11 @@ use crate::events::EventHub;
 use crate::model::{scoped_key, ConfigMap, InstanceRecord, Profile, Project};
 use crate::operations::Operations;
 
+pub use backups::BackupRecord;
+pub use copy::RootSource;
+pub use images::{AliasRecord, ImageRecord, ImageUpdate, ImageUpload};
+pub use snapshots::SnapshotRecord;
+pub use volumes::{volume_key, VolumeRecord, VolumeUpdate};
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
 
@@ -70,6 +82,14 @@ pub struct Model {
     pub power: HashMap<String, PowerState>,
     /// Trusted client certificates by SHA-256 fingerprint.
     pub certificates: BTreeMap<String, certificates::Certificate>,
+    /// Images by `project/fingerprint`, aliases by `project/name`.
+    pub images: BTreeMap<String, ImageRecord>,
+    pub image_aliases: BTreeMap<String, AliasRecord>,
+    /// Snapshots and backups by `project/instance/name`.
+    pub snapshots: BTreeMap<String, SnapshotRecord>,
+    pub backups: BTreeMap<String, BackupRecord>,
+    /// Custom volumes by `pool/project/name[/snapshot]`.
+    pub volumes: BTreeMap<String, VolumeRecord>,
     /// Bumped by every commit: anything derived from the model (rendered JSON caches)
     /// is valid for one generation.
     pub generation: u64,
@@ -227,6 +247,11 @@ impl Daemon {
         model.profiles = db.all(&tables::PROFILES)?.into_iter().collect();
         model.instances = db.all(&tables::INSTANCES)?.into_iter().collect();
         model.certificates = db.all(&tables::CERTIFICATES)?.into_iter().collect();
+        model.images = db.all(&tables::IMAGES)?.into_iter().collect();
+        model.image_aliases = db.all(&tables::IMAGE_ALIASES)?.into_iter().collect();
+        model.snapshots = db.all(&tables::SNAPSHOTS)?.into_iter().collect();
+        model.backups = db.all(&tables::BACKUPS)?.into_iter().collect();
+        model.volumes = db.all(&tables::VOLUMES)?.into_iter().collect();
         let identity = trust::ServerIdentity::load_or_create(data_dir)
             .map_err(|e| Error::internal(format!("server certificate: {e}")))?;
         let daemon = Daemon {
