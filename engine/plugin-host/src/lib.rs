@@ -24,6 +24,7 @@
 //! The crate knows nothing about the daemon: the engine implements
 //! [`HostQueries`] and maps [`PluginError`]/[`Rejection`] to HTTP.
 
+mod batch;
 mod bindings;
 mod cache;
 mod convert;

@@ -137,7 +137,7 @@ pub(crate) fn run<R>(
 }
 
 /// Ticks such that the call is interrupted after at least `deadline`.
-fn deadline_ticks(deadline: Duration) -> u64 {
+pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
     let ticks = deadline.as_nanos().div_ceil(TICK.as_nanos());
     u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
 }

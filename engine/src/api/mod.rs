@@ -6,6 +6,7 @@ mod certificates;
 mod events;
 mod instances;
 mod operations;
+mod plugins;
 mod profiles;
 mod projects;
 pub mod response;
@@ -203,6 +204,7 @@ async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
         ["1.0", "profiles", rest @ ..] => profiles::route(ctx, rest).await,
         ["1.0", "instances", rest @ ..] => instances::route(ctx, rest).await,
         ["1.0", "certificates", rest @ ..] => certificates::route(ctx, rest).await,
+        ["1.0", "plugins", rest @ ..] => plugins::route(ctx, rest).await,
         _ => Err(Error::not_found("not found")),
     }?;
     Ok(auth::filter_listing(reply, listing_filter))

@@ -22,6 +22,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "certificate_update",
     "certificate_project",
     "certificate_token",
+    "berth_plugins",
 ];
 
 fn kernel_info() -> (String, String, String) {

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use chrono::Utc;
 use serde_json::json;
 
+use berth_plugin_host::Hook;
+
 use super::{Daemon, Model, PowerState};
 use crate::config::{self, Devices, InstanceType};
 use crate::db::tables;
@@ -151,7 +153,7 @@ impl Daemon {
         if m.instance(project, &name).is_some() {
             return Err(Error::conflict(format!("Instance \"{name}\" already exists")));
         }
-        let mut inst = InstanceRecord {
+        let inst = InstanceRecord {
             name: name.clone(),
             project: project.to_string(),
             instance_type: req.instance_type,
@@ -165,11 +167,16 @@ impl Daemon {
             created_at: now,
             last_used_at: zero_time(),
         };
+        // Plugins first (their patches apply), then the built-in validation on the result.
+        drop(m);
+        let mut inst = self.plugin_validate_instance(inst, None)?;
+        let m = tx.model();
         m.validate_instance(&inst)?;
         inst.config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         m.fill_volatile(&mut inst)?;
         let guard = self.create_empty_root(&m, &inst)?;
         drop(m);
+        self.plugin_hook(Hook::PreCreate, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, &name);
         tx.commit(|db| db.put(&tables::INSTANCES, &key, &inst), |m| {
             m.instances.insert(key.clone(), inst.clone());
@@ -202,6 +209,9 @@ impl Daemon {
         if let Some(a) = upd.architecture.filter(|a| !a.is_empty()) {
             inst.architecture = a;
         }
+        drop(m);
+        let mut inst = self.plugin_validate_instance(inst, Some(&old))?;
+        let m = tx.model();
         m.validate_instance(&inst)?;
         if m.power(project, name) != PowerState::Stopped {
             for (k, v) in &inst.config {
@@ -217,6 +227,7 @@ impl Daemon {
             m.instances.insert(key.clone(), inst.clone());
         })?;
         self.events.lifecycle(project, "instance-updated", &Model::instance_url(project, name), json!({}));
+        self.plugin_hook(Hook::OnUpdate, &inst, &ConfigMap::new())?;
         Ok(())
     }
 
@@ -234,6 +245,7 @@ impl Daemon {
         let inst = inst.clone();
         let pool = m.root_pool(&inst).ok();
         drop(m);
+        self.plugin_hook(Hook::PreDelete, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, name);
         tx.commit(|db| db.delete(&tables::INSTANCES, &key), |m| {
             m.instances.remove(&key);
@@ -282,6 +294,7 @@ impl Daemon {
             return Err(e);
         }
         self.events.lifecycle(project, "instance-renamed", &Model::instance_url(project, new), json!({"old_name": name}));
+        self.plugin_hook(Hook::OnRename, &inst, &ConfigMap::from([("old-name".to_string(), name.to_string())]))?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod certificates;
 mod instances;
+pub mod plugins;
 mod pools;
 mod profiles;
 mod projects;
@@ -14,7 +15,7 @@ pub mod trust;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::config::{self, ConfigLevel};
 use crate::db::{tables, Db, WriteTx};
@@ -137,7 +138,8 @@ pub fn with_project(url: String, project: &str) -> String {
 pub struct Daemon {
     pub data_dir: PathBuf,
     pub db: Db,
-    model: RwLock<Model>,
+    /// Shared with the plugin host's queries.
+    model: Arc<RwLock<Model>>,
     write: Mutex<()>,
     pub events: EventHub,
     pub ops: Operations,
@@ -146,6 +148,8 @@ pub struct Daemon {
     pub trust: trust::TrustState,
     shutdown: tokio::sync::watch::Sender<bool>,
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
+    /// WebAssembly plugins (validation, filters, lifecycle hooks).
+    pub plugins: plugins::Plugins,
 }
 
 /// A mutation in progress: holds the write mutex and a view of the model.
@@ -190,10 +194,12 @@ impl Daemon {
         model.certificates = db.all(&tables::CERTIFICATES)?.into_iter().collect();
         let identity = trust::ServerIdentity::load_or_create(data_dir)
             .map_err(|e| Error::internal(format!("server certificate: {e}")))?;
+        let model = Arc::new(RwLock::new(model));
+        let plugins = plugins::Plugins::open(data_dir, model.clone(), events.clone())?;
         let daemon = Daemon {
             data_dir: data_dir.to_path_buf(),
             db,
-            model: RwLock::new(model),
+            model,
             write: Mutex::new(()),
             ops: Operations::new(events.clone()),
             events,
@@ -201,9 +207,11 @@ impl Daemon {
             trust: trust::TrustState::new(identity),
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
+            plugins,
         };
         daemon.ensure_default_pool()?;
         daemon.load_pools()?;
+        daemon.load_plugins()?;
         Ok(daemon)
     }
 

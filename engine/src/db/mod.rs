@@ -69,6 +69,8 @@ pub mod tables {
     pub const POOLS: Table<crate::daemon::PoolRecord> = Table::new("pools");
     /// Trusted client certificates by SHA-256 fingerprint.
     pub const CERTIFICATES: Table<crate::daemon::certificates::Certificate> = Table::new("certificates");
+    /// Installed plugins (settings; the code is in `<data-dir>/plugins/<name>.wasm`) by name.
+    pub const PLUGINS: Table<crate::daemon::plugins::PluginRecord> = Table::new("plugins");
 }
 
 /// The open database.
