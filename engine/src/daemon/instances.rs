@@ -272,6 +272,12 @@ impl Daemon {
         if m.instance(project, new).is_some() {
             return Err(Error::conflict(format!("Name \"{new}\" already in use")));
         }
+        // A rename is an update of the name: validators see it (with the previous view).
+        drop(m);
+        let renamed = self.plugin_validate_instance(InstanceRecord { name: new.to_string(), ..inst.clone() }, Some(&inst))?;
+        let m = tx.model();
+        m.validate_instance(&renamed)?;
+        (inst.config, inst.devices) = (renamed.config, renamed.devices);
         self.rename_root(&m, &inst, new)?;
         let old_inst = inst.clone();
         drop(m);
