@@ -37,6 +37,7 @@ mod plugin;
 mod settings;
 mod state;
 mod types;
+mod warm;
 
 pub use dispatch::{HookReport, InstanceOp, InstanceRequest, Outcome};
 pub use error::{Failure, FailureKind, PluginError, Rejection};
