@@ -233,6 +233,31 @@ async fn list(ctx: &Ctx) -> Result<Reply> {
         crate::daemon::plugins::PluginSelection::default()
     };
     let m = ctx.daemon.model();
+    if filter.is_none() && recursion > 0 {
+        // The common `lxc list` path: splice cached renderings of unchanged instances.
+        let full = recursion > 1;
+        let mut out = Vec::with_capacity(m.instances.len() * 1024);
+        out.push(b'[');
+        for (key, i) in &m.instances {
+            if !wanted(i) || !sel.visible(&i.project, &i.name) {
+                continue;
+            }
+            let power = m.power(&i.project, &i.name);
+            let render = || serde_json::to_vec(&render_instance(&m, i, full)).unwrap_or_default();
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            // A running instance's full state is live: never cached.
+            if full && power != crate::daemon::PowerState::Stopped {
+                out.extend_from_slice(&render());
+            } else {
+                let bytes = ctx.daemon.render_cache.get_or_render(key, u8::from(full), m.generation, power, render);
+                out.extend_from_slice(&bytes);
+            }
+        }
+        out.push(b']');
+        return Ok(Reply::SyncRaw(out));
+    }
     let mut out = Vec::new();
     for i in m.instances.values() {
         if !wanted(i) || !sel.visible(&i.project, &i.name) {

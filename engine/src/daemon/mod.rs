@@ -71,6 +71,9 @@ pub struct Model {
     pub power: HashMap<String, PowerState>,
     /// Trusted client certificates by SHA-256 fingerprint.
     pub certificates: BTreeMap<String, certificates::Certificate>,
+    /// Bumped by every commit: anything derived from the model (rendered JSON caches)
+    /// is valid for one generation.
+    pub generation: u64,
 }
 
 impl Model {
@@ -150,6 +153,40 @@ pub struct Daemon {
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
     /// WebAssembly plugins (validation, filters, lifecycle hooks).
     pub plugins: plugins::Plugins,
+    /// Rendered JSON of records, reused while the model generation is unchanged.
+    pub render_cache: RenderCache,
+}
+
+/// Cached JSON renderings keyed by (record key, variant), each tagged with the model
+/// generation and power state it was rendered at.
+#[derive(Default)]
+pub struct RenderCache {
+    map: Mutex<HashMap<(String, u8), (u64, PowerState, std::sync::Arc<[u8]>)>>,
+}
+
+impl RenderCache {
+    /// The cached bytes if still valid for `generation` and `power`, else renders and stores.
+    pub fn get_or_render(
+        &self,
+        key: &str,
+        variant: u8,
+        generation: u64,
+        power: PowerState,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> std::sync::Arc<[u8]> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((g, p, bytes)) = map.get(&(key.to_string(), variant)) {
+            if *g == generation && *p == power {
+                return bytes.clone();
+            }
+        }
+        let bytes: std::sync::Arc<[u8]> = render().into();
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert((key.to_string(), variant), (generation, power, bytes.clone()));
+        bytes
+    }
 }
 
 /// A mutation in progress: holds the write mutex and a view of the model.
@@ -174,7 +211,9 @@ impl Txn<'_> {
     ) -> Result<R> {
         self.daemon.db.write(db)?;
         let mut m = self.daemon.model.write().unwrap_or_else(|p| p.into_inner());
-        Ok(apply(&mut m))
+        let out = apply(&mut m);
+        m.generation += 1;
+        Ok(out)
     }
 }
 
@@ -208,6 +247,7 @@ impl Daemon {
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
             plugins,
+            render_cache: RenderCache::default(),
         };
         daemon.ensure_default_pool()?;
         daemon.load_pools()?;
