@@ -4,6 +4,9 @@
 //! 500 instantiations. Nothing survives the request (the Store is dropped at the end);
 //! the deadline is re-armed before each item, so every item has its own budget.
 
+use std::sync::Arc;
+
+use crate::bindings::berth::plugin::types as wit;
 use crate::convert;
 use crate::error::PluginError;
 use crate::host::PluginHost;
@@ -11,15 +14,32 @@ use crate::inspect::Capability;
 use crate::plugin::deadline_ticks;
 use crate::types::InstanceView;
 
+/// An instance view already in the form plugins receive. Listings can keep these
+/// (e.g. per instance and model generation) so a repeated listing does not rebuild
+/// and convert every view.
+#[derive(Clone)]
+pub struct PreparedView(Arc<wit::InstanceView>);
+
 impl PluginHost {
+    /// Converts a view once for [`PluginHost::visible_prepared`] and
+    /// [`PluginHost::predicate_prepared`].
+    pub fn prepare(view: &InstanceView) -> PreparedView {
+        PreparedView(Arc::new(convert::instance(view)))
+    }
+
     /// `visible` for every instance of a listing, in order. A failing plugin hides every
     /// instance (fail-closed) or is ignored (fail-open), as [`PluginHost::visible`] does.
     pub fn visible_batch(&self, instances: &[InstanceView]) -> Vec<bool> {
-        let mut out = vec![true; instances.len()];
-        if instances.is_empty() {
+        let views: Vec<PreparedView> = instances.iter().map(Self::prepare).collect();
+        self.visible_prepared(&views)
+    }
+
+    /// [`PluginHost::visible_batch`] on prepared views.
+    pub fn visible_prepared(&self, views: &[PreparedView]) -> Vec<bool> {
+        let mut out = vec![true; views.len()];
+        if views.is_empty() {
             return out;
         }
-        let views: Vec<_> = instances.iter().map(convert::instance).collect();
         for entry in self.with_cap(Capability::Filter) {
             let ticks = deadline_ticks(entry.ctx.settings.limits.deadline);
             let result = entry.call(&self.engine, |store, inst, c| {
@@ -30,9 +50,9 @@ impl PluginHost {
                     .ok_or_else(|| wasmtime::format_err!("plugin lost its filter export"))?
                     .load(&mut *store, inst)?;
                 let mut answers = Vec::with_capacity(views.len());
-                for v in &views {
+                for v in views {
                     store.set_epoch_deadline(ticks);
-                    answers.push(g.call_visible(&mut *store, v)?);
+                    answers.push(g.call_visible(&mut *store, &v.0)?);
                 }
                 Ok(answers)
             });
@@ -43,7 +63,7 @@ impl PluginHost {
                     }
                 }
                 Err(_) if entry.fail_open() => {}
-                Err(_) => return vec![false; instances.len()],
+                Err(_) => return vec![false; views.len()],
             }
         }
         out
@@ -57,6 +77,17 @@ impl PluginHost {
         value: &str,
         instances: &[InstanceView],
     ) -> Result<Vec<bool>, PluginError> {
+        let views: Vec<PreparedView> = instances.iter().map(Self::prepare).collect();
+        self.predicate_prepared(name, value, &views)
+    }
+
+    /// [`PluginHost::predicate_batch`] on prepared views.
+    pub fn predicate_prepared(
+        &self,
+        name: &str,
+        value: &str,
+        views: &[PreparedView],
+    ) -> Result<Vec<bool>, PluginError> {
         let entry = self
             .with_cap(Capability::Filter)
             .into_iter()
@@ -64,10 +95,9 @@ impl PluginHost {
             .ok_or_else(|| PluginError::UnknownPredicate {
                 name: name.to_string(),
             })?;
-        if instances.is_empty() {
+        if views.is_empty() {
             return Ok(Vec::new());
         }
-        let views: Vec<_> = instances.iter().map(convert::instance).collect();
         let ticks = deadline_ticks(entry.ctx.settings.limits.deadline);
         let result = entry.call(&self.engine, |store, inst, c| {
             let g = c
@@ -77,9 +107,9 @@ impl PluginHost {
                 .ok_or_else(|| wasmtime::format_err!("plugin lost its filter export"))?
                 .load(&mut *store, inst)?;
             let mut answers = Vec::with_capacity(views.len());
-            for v in &views {
+            for v in views {
                 store.set_epoch_deadline(ticks);
-                answers.push(g.call_predicate(&mut *store, name, value, v)?);
+                answers.push(g.call_predicate(&mut *store, name, value, &v.0)?);
             }
             Ok(answers)
         });
@@ -94,7 +124,7 @@ impl PluginHost {
                     })
                 })
                 .collect(),
-            Err(_) if entry.fail_open() => Ok(vec![true; instances.len()]),
+            Err(_) if entry.fail_open() => Ok(vec![true; views.len()]),
             Err(f) => Err(PluginError::Failed(Box::new(f))),
         }
     }

@@ -39,6 +39,7 @@ mod state;
 mod types;
 mod warm;
 
+pub use batch::PreparedView;
 pub use dispatch::{HookReport, InstanceOp, InstanceRequest, Outcome};
 pub use error::{Failure, FailureKind, PluginError, Rejection};
 pub use host::{PluginHost, PluginInfo};

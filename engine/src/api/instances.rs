@@ -223,10 +223,7 @@ async fn list(ctx: &Ctx) -> Result<Reply> {
     // once per listing, before the model is read for rendering.
     let d = ctx.daemon.clone();
     let sel = if d.has_filter_plugins() || filter.as_ref().is_some_and(|f| !f.predicates().is_empty()) {
-        let views: Vec<_> = {
-            let m = d.model();
-            m.instances.values().filter(|i| wanted(i)).map(|i| crate::daemon::plugins::instance_view(&m, i)).collect()
-        };
+        let views = d.listing_views(&d.model(), wanted);
         let f = filter.clone();
         blocking(move || d.plugin_select(&views, f.as_ref())).await?
     } else {

@@ -39,6 +39,9 @@ pub struct Plugins {
     dir: PathBuf,
     /// Plugins recorded in the database that could not be loaded, with the reason.
     load_errors: Mutex<BTreeMap<String, String>>,
+    /// Listing views by `project/name`, with the model generation and power state
+    /// they were made at.
+    views: Mutex<std::collections::HashMap<String, (u64, super::PowerState, berth_plugin_host::PreparedView)>>,
 }
 
 impl Plugins {
@@ -57,7 +60,7 @@ impl Plugins {
         });
         let host = PluginHost::with(&dir.join("cache"), Arc::new(views::ModelQueries { model }), Some(sink))
             .map_err(|e| Error::internal(format!("plugin host: {e}")))?;
-        Ok(Plugins { host, dir, load_errors: Mutex::new(BTreeMap::new()) })
+        Ok(Plugins { host, dir, load_errors: Mutex::new(BTreeMap::new()), views: Mutex::default() })
     }
 
     fn wasm_path(&self, name: &str) -> PathBuf {

@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use berth_plugin_host::{Capability, InstanceView};
+use berth_plugin_host::{Capability, InstanceView, PluginHost, PreparedView};
 
 use super::plugin_error;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Model};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, PredicateResolver};
-use crate::model::scoped_key;
+use crate::model::{scoped_key, InstanceRecord};
 
 /// What the plugins decided about a list of instances, by `project/name`.
 #[derive(Debug, Default)]
@@ -101,9 +101,34 @@ impl Daemon {
         self.plugins.host.list().iter().any(|p| p.settings.enabled && p.capabilities.contains(&Capability::Filter))
     }
 
+    /// The plugin views of the instances `wanted` picks, as `(project/name, view)`,
+    /// reused from earlier listings while the model generation and the instance's power
+    /// state are unchanged (building and converting 500 views costs more than asking
+    /// the plugins about them).
+    pub fn listing_views(&self, m: &Model, wanted: impl Fn(&InstanceRecord) -> bool) -> Vec<(String, PreparedView)> {
+        let mut cache = self.plugins.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        let mut out = Vec::new();
+        for (key, i) in m.instances.iter().filter(|(_, i)| wanted(i)) {
+            let power = m.power(&i.project, &i.name);
+            let view = match cache.get(key) {
+                Some((g, p, v)) if *g == m.generation && *p == power => v.clone(),
+                _ => {
+                    let v = PluginHost::prepare(&super::instance_view(m, i));
+                    cache.insert(key.clone(), (m.generation, power, v.clone()));
+                    v
+                }
+            };
+            out.push((key.clone(), view));
+        }
+        out
+    }
+
     /// Asks the filter plugins about `views` (visibility, and every predicate clause of
     /// `filter`). Run on a blocking thread with no model guard held.
-    pub fn plugin_select(&self, views: &[InstanceView], filter: Option<&Filter>) -> Result<PluginSelection> {
+    pub fn plugin_select(&self, views: &[(String, PreparedView)], filter: Option<&Filter>) -> Result<PluginSelection> {
         let mut sel = PluginSelection::default();
         if !self.has_filter_plugins() {
             if let Some(f) = filter {
@@ -111,12 +136,13 @@ impl Daemon {
             }
             return Ok(sel);
         }
-        sel.index = views.iter().enumerate().map(|(i, v)| (scoped_key(&v.project, &v.name), i)).collect();
-        sel.visible = Some(self.plugins.host.visible_batch(views));
+        sel.index = views.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+        let views: Vec<PreparedView> = views.iter().map(|(_, v)| v.clone()).collect();
+        sel.visible = Some(self.plugins.host.visible_prepared(&views));
         if let Some(f) = filter {
             self.check_plugin_predicates(f)?;
             for (name, value) in predicate_clauses(f) {
-                let r = self.plugins.host.predicate_batch(&name, &value, views).map_err(plugin_error)?;
+                let r = self.plugins.host.predicate_prepared(&name, &value, &views).map_err(plugin_error)?;
                 sel.predicates.insert((name, value), r);
             }
         }
