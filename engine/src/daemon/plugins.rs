@@ -314,7 +314,12 @@ impl Daemon {
     /// form (e.g. `{"reason": "user"}`). Call it from a blocking thread with no model
     /// guard held: plugins may query the model.
     pub fn plugin_hook(&self, hook: Hook, inst: &InstanceRecord, details: &ConfigMap) -> Result<()> {
-        if self.plugins.host.list().is_empty() {
+        let subscribed = self.plugins.host.list().iter().any(|p| {
+            p.settings.enabled
+                && p.capabilities.contains(&berth_plugin_host::Capability::Lifecycle)
+                && p.settings.wants(hook)
+        });
+        if !subscribed {
             return Ok(());
         }
         let view = instance_view(&self.model(), inst);
