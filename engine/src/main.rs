@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+mod plugin_cli;
+
 use berth_engine::{api, client, daemon::Daemon, events::EventHub};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::prelude::*;
@@ -41,6 +43,9 @@ enum Command {
     },
     /// Ask the running daemon to shut down cleanly.
     Shutdown,
+    /// Manage WebAssembly plugins (through the REST API on the unix socket).
+    #[command(subcommand)]
+    Plugin(plugin_cli::PluginCommand),
 }
 
 fn init_logging(format: LogFormat, level: &str, hub: &EventHub) -> anyhow::Result<()> {
@@ -136,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             None => run_daemon(&cli).await,
             Some(Command::Waitready { timeout }) => waitready(&cli, *timeout).await,
             Some(Command::Shutdown) => shutdown(&cli).await,
+            Some(Command::Plugin(cmd)) => plugin_cli::run(&cli.data_dir, cmd).await,
         }
     })
 }

@@ -148,6 +148,25 @@ fn main() -> anyhow::Result<()> {
         }),
     );
 
+    row(
+        "predicate_batch plugin.owner eq alice over 500 views",
+        measure(20, 5, || {
+            let n = host
+                .predicate_batch("owner", "alice", &views)
+                .expect("batch")
+                .into_iter()
+                .filter(|b| *b)
+                .count();
+            assert_eq!(n, 250);
+        }),
+    );
+    row(
+        "visible_batch over 500 views (1 filter plugin)",
+        measure(20, 5, || {
+            assert!(host.visible_batch(&views).into_iter().all(|b| b));
+        }),
+    );
+
     // 3. Loading a plugin from the on-disk cache (a daemon restart).
     let names = read(wasm::NAME_POLICY)?;
     let fresh = PluginHost::new(&dir.path().join("other-cache"))?;

@@ -71,7 +71,7 @@ pub struct HookReport {
 }
 
 impl PluginHost {
-    fn with_cap(&self, cap: Capability) -> Vec<Entry> {
+    pub(crate) fn with_cap(&self, cap: Capability) -> Vec<Entry> {
         self.snapshot()
             .plugins
             .iter()

@@ -23,6 +23,7 @@ use crate::inspect::{inspect, Capability};
 use crate::plugin::{run, Compiled, Entry, Indices, Stats, TICK};
 use crate::settings::PluginSettings;
 use crate::state::{CallContext, CallState, LogSink};
+use crate::warm::Warm;
 use crate::types::{HostQueries, Metadata, NoQueries};
 
 /// What `list` reports about a plugin.
@@ -70,6 +71,8 @@ pub struct PluginHost {
     writer: Mutex<()>,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    /// The pre-instantiation thread's queue.
+    jobs: std::sync::mpsc::Sender<crate::warm::Job>,
 }
 
 impl PluginHost {
@@ -116,7 +119,11 @@ impl PluginHost {
                     reason: format!("cannot start epoch thread: {e}"),
                 })?
         };
+        let jobs = crate::warm::start(engine.clone()).map_err(|e| PluginError::Engine {
+            reason: format!("cannot start pre-instantiation thread: {e}"),
+        })?;
         Ok(PluginHost {
+            jobs,
             engine,
             linker,
             cache,
@@ -233,10 +240,12 @@ impl PluginHost {
             .find(|e| e.name() == name)
             .map(|e| e.stats.clone())
             .unwrap_or_else(|| Arc::new(Stats::default()));
+        let warm = Warm::new(compiled.pre.clone(), ctx.clone(), self.jobs.clone());
         let entry = Entry {
             compiled,
             ctx,
             stats,
+            warm,
         };
         let info = info(&entry);
         self.replace(&current, name, Some(entry));
@@ -321,9 +330,11 @@ impl PluginHost {
             .ok_or_else(|| PluginError::NotFound {
                 name: name.to_string(),
             })?;
+        let ctx = self.context(name, settings);
         let entry = Entry {
             compiled: old.compiled.clone(),
-            ctx: self.context(name, settings),
+            warm: Warm::new(old.compiled.pre.clone(), ctx.clone(), self.jobs.clone()),
+            ctx,
             stats: old.stats.clone(),
         };
         let info = info(&entry);

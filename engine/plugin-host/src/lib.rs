@@ -24,6 +24,7 @@
 //! The crate knows nothing about the daemon: the engine implements
 //! [`HostQueries`] and maps [`PluginError`]/[`Rejection`] to HTTP.
 
+mod batch;
 mod bindings;
 mod cache;
 mod convert;
@@ -36,7 +37,9 @@ mod plugin;
 mod settings;
 mod state;
 mod types;
+mod warm;
 
+pub use batch::PreparedView;
 pub use dispatch::{HookReport, InstanceOp, InstanceRequest, Outcome};
 pub use error::{Failure, FailureKind, PluginError, Rejection};
 pub use host::{PluginHost, PluginInfo};

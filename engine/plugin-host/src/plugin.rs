@@ -58,6 +58,8 @@ pub(crate) struct Entry {
     pub compiled: Arc<Compiled>,
     pub ctx: Arc<CallContext>,
     pub stats: Arc<Stats>,
+    /// Fresh instances made ahead of time.
+    pub warm: Arc<crate::warm::Warm>,
 }
 
 impl Entry {
@@ -80,9 +82,18 @@ impl Entry {
         f: impl FnOnce(&mut Store<CallState>, &Instance, &Compiled) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = run(engine, &self.compiled.pre, &self.ctx, |store, instance| {
-            f(store, instance, &self.compiled)
-        });
+        let result = match self.warm.take() {
+            Some((store, instance)) => {
+                let (result, store) = finish(store, &instance, &self.ctx, |store, instance| {
+                    f(store, instance, &self.compiled)
+                });
+                self.warm.discard(store);
+                result
+            }
+            None => run(engine, &self.compiled.pre, &self.ctx, |store, instance| {
+                f(store, instance, &self.compiled)
+            }),
+        };
         if result.is_err() {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -136,8 +147,45 @@ pub(crate) fn run<R>(
     })
 }
 
+/// A fresh store and instance, not called yet (used ahead of time by `warm`).
+pub(crate) fn instantiate(
+    engine: &Engine,
+    pre: &InstancePre<CallState>,
+    ctx: &Arc<CallContext>,
+) -> Result<(Store<CallState>, Instance), FailureKind> {
+    let deadline = ctx.settings.limits.deadline;
+    let state = CallState::new(ctx.clone()).map_err(|message| FailureKind::Instantiate { message })?;
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(deadline_ticks(deadline));
+    match pre.instantiate(&mut store) {
+        Ok(instance) => Ok((store, instance)),
+        Err(e) => Err(classify(&e, store.data(), deadline, true)),
+    }
+}
+
+/// Run one call on an instance made by [`instantiate`]; the deadline starts now.
+pub(crate) fn finish<R>(
+    mut store: Store<CallState>,
+    instance: &Instance,
+    ctx: &Arc<CallContext>,
+    f: impl FnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+) -> (Result<R, Failure>, Store<CallState>) {
+    let start = Instant::now();
+    let deadline = ctx.settings.limits.deadline;
+    store.set_epoch_deadline(deadline_ticks(deadline));
+    let result = f(&mut store, instance).map_err(|e| classify(&e, store.data(), deadline, false));
+    report_stdio(store.data());
+    let result = result.map_err(|kind| {
+        let f = Failure { plugin: ctx.name.to_string(), kind, elapsed: start.elapsed() };
+        tracing::warn!(plugin = %ctx.name, "{f}");
+        f
+    });
+    (result, store)
+}
+
 /// Ticks such that the call is interrupted after at least `deadline`.
-fn deadline_ticks(deadline: Duration) -> u64 {
+pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
     let ticks = deadline.as_nanos().div_ceil(TICK.as_nanos());
     u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
 }

@@ -81,7 +81,7 @@ fn restricted(ctx: &Ctx, segs: &[&str], allowed: &BTreeSet<String>) -> Result<Op
         ["1.0", "projects"] if get => Ok(Some(allowed.clone())),
         ["1.0", "projects", name, ..] if get && allowed.contains(*name) => Ok(None),
         ["1.0", "projects", ..] => Err(forbidden()),
-        ["1.0", "certificates", ..] | ["internal", ..] | ["1.0", "cluster", ..] => Err(forbidden()),
+        ["1.0", "certificates", ..] | ["internal", ..] | ["1.0", "cluster", ..] | ["1.0", "plugins", ..] => Err(forbidden()),
         ["1.0", "operations", id, ..] => {
             let op = ctx.daemon.ops.get(id).ok_or_else(|| Error::not_found("Operation not found"))?;
             if allowed.contains(&op.project) { Ok(None) } else { Err(forbidden()) }

@@ -164,9 +164,10 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
         ctx.daemon.require_project(&project)?;
     }
     match (ctx.method.clone(), rest) {
-        (Method::GET, []) => list(&ctx),
+        (Method::GET, []) => list(&ctx).await,
         (Method::POST, []) => create(ctx).await,
         (Method::GET, [name]) => {
+            hidden_check(&ctx, &project, name).await?;
             let m = ctx.daemon.model();
             let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
             Ok(Reply::SyncEtag(render_instance(&m, i, ctx.recursion() > 0), instance_etag(i)))
@@ -208,7 +209,25 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
     }
 }
 
-fn list(ctx: &Ctx) -> Result<Reply> {
+/// A 404 for an instance the filter plugins hide (as if it did not exist).
+async fn hidden_check(ctx: &Ctx, project: &str, name: &str) -> Result<()> {
+    let d = ctx.daemon.clone();
+    if !d.has_filter_plugins() {
+        return Ok(());
+    }
+    let view = {
+        let m = d.model();
+        let Some(i) = m.instance(project, name) else { return Ok(()) };
+        crate::daemon::plugins::instance_view(&m, i)
+    };
+    if blocking(move || Ok(d.plugin_visible(&view))).await? {
+        Ok(())
+    } else {
+        Err(Error::not_found("Instance not found"))
+    }
+}
+
+async fn list(ctx: &Ctx) -> Result<Reply> {
     let filter = match ctx.query.get("filter").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(Filter::parse(f)?),
         None => None,
@@ -220,6 +239,17 @@ fn list(ctx: &Ctx) -> Result<Reply> {
     let all = ctx.query_bool("all-projects");
     let project = ctx.project();
     let recursion = ctx.recursion();
+    let wanted = |i: &InstanceRecord| (all || i.project == project) && type_filter.is_none_or(|t| t == i.instance_type);
+    // Filter plugins (visibility and `plugin.*` clauses) decide on a blocking thread,
+    // once per listing, before the model is read for rendering.
+    let d = ctx.daemon.clone();
+    let sel = if d.has_filter_plugins() || filter.as_ref().is_some_and(|f| !f.predicates().is_empty()) {
+        let views = d.listing_views(&d.model(), wanted);
+        let f = filter.clone();
+        blocking(move || d.plugin_select(&views, f.as_ref())).await?
+    } else {
+        crate::daemon::plugins::PluginSelection::default()
+    };
     let m = ctx.daemon.model();
     if filter.is_none() && recursion > 0 {
         // The common `lxc list` path: splice cached renderings of unchanged instances.
@@ -227,7 +257,7 @@ fn list(ctx: &Ctx) -> Result<Reply> {
         let mut out = Vec::with_capacity(m.instances.len() * 1024);
         out.push(b'[');
         for (key, i) in &m.instances {
-            if (!all && i.project != project) || type_filter.is_some_and(|t| t != i.instance_type) {
+            if !wanted(i) || !sel.visible(&i.project, &i.name) {
                 continue;
             }
             let power = m.power(&i.project, &i.name);
@@ -248,12 +278,12 @@ fn list(ctx: &Ctx) -> Result<Reply> {
     }
     let mut out = Vec::new();
     for i in m.instances.values() {
-        if (!all && i.project != project) || type_filter.is_some_and(|t| t != i.instance_type) {
+        if !wanted(i) || !sel.visible(&i.project, &i.name) {
             continue;
         }
         let rendered = if recursion > 0 || filter.is_some() { Some(render_instance(&m, i, recursion > 1)) } else { None };
         if let (Some(f), Some(r)) = (&filter, &rendered) {
-            if !f.matches(r) {
+            if !f.matches_with(r, &sel.resolver(&i.project, &i.name)) {
                 continue;
             }
         }

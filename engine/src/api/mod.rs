@@ -8,6 +8,7 @@ mod events;
 mod images;
 mod instances;
 mod operations;
+mod plugins;
 mod profiles;
 mod projects;
 pub mod response;
@@ -220,6 +221,7 @@ async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
             volumes::route(ctx, &pool, rest).await
         }
         ["1.0", "storage-pools", rest @ ..] => storage_pools::route(ctx, rest).await,
+        ["1.0", "plugins", rest @ ..] => plugins::route(ctx, rest).await,
         _ => Err(Error::not_found("not found")),
     }?;
     Ok(auth::filter_listing(reply, listing_filter))

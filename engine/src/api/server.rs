@@ -36,6 +36,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "image_create_aliases",
     "container_only_migration",
     "container_incremental_copy",
+    "berth_plugins",
 ];
 
 fn kernel_info() -> (String, String, String) {

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use chrono::Utc;
 use serde_json::json;
 
+use berth_plugin_host::Hook;
+
 use super::{Daemon, Model, PowerState};
 use crate::config::{self, Devices, InstanceType};
 use crate::db::tables;
@@ -160,7 +162,7 @@ impl Daemon {
         if m.instance(project, &name).is_some() {
             return Err(Error::conflict(format!("Instance \"{name}\" already exists")));
         }
-        let mut inst = InstanceRecord {
+        let inst = InstanceRecord {
             name: name.clone(),
             project: project.to_string(),
             instance_type: req.instance_type,
@@ -174,11 +176,16 @@ impl Daemon {
             created_at: now,
             last_used_at: zero_time(),
         };
+        // Plugins first (their patches apply), then the built-in validation on the result.
+        drop(m);
+        let mut inst = self.plugin_validate_instance(inst, None)?;
+        let m = tx.model();
         m.validate_instance(&inst)?;
         inst.config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         m.fill_volatile(&mut inst)?;
         let (guard, snaps) = self.create_root(&m, &inst, source)?;
         drop(m);
+        self.plugin_hook(Hook::PreCreate, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, &name);
         let snaps: Vec<super::SnapshotRecord> =
             snaps.into_iter().map(|s| super::SnapshotRecord { instance: name.clone(), ..s }).collect();
@@ -229,6 +236,9 @@ impl Daemon {
         if let Some(a) = upd.architecture.filter(|a| !a.is_empty()) {
             inst.architecture = a;
         }
+        drop(m);
+        let mut inst = self.plugin_validate_instance(inst, Some(&old))?;
+        let m = tx.model();
         m.validate_instance(&inst)?;
         if m.power(project, name) != PowerState::Stopped {
             for (k, v) in &inst.config {
@@ -244,6 +254,7 @@ impl Daemon {
             m.instances.insert(key.clone(), inst.clone());
         })?;
         self.events.lifecycle(project, "instance-updated", &Model::instance_url(project, name), json!({}));
+        self.plugin_hook(Hook::OnUpdate, &inst, &ConfigMap::new())?;
         Ok(())
     }
 
@@ -262,6 +273,7 @@ impl Daemon {
         let pool = m.root_pool(&inst).ok();
         let (snap_keys, backup_keys) = Self::dependent_keys(&m, project, name);
         drop(m);
+        self.plugin_hook(Hook::PreDelete, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, name);
         tx.commit(
             |db| {
@@ -306,6 +318,12 @@ impl Daemon {
         if m.instance(project, new).is_some() {
             return Err(Error::conflict(format!("Name \"{new}\" already in use")));
         }
+        // A rename is an update of the name: validators see it (with the previous view).
+        drop(m);
+        let renamed = self.plugin_validate_instance(InstanceRecord { name: new.to_string(), ..inst.clone() }, Some(&inst))?;
+        let m = tx.model();
+        m.validate_instance(&renamed)?;
+        (inst.config, inst.devices) = (renamed.config, renamed.devices);
         self.rename_root(&m, &inst, new)?;
         let old_inst = inst.clone();
         let (old_s, new_s, old_b, new_b) = Self::renamed_dependents(&m, project, name, new);
@@ -351,6 +369,7 @@ impl Daemon {
             return Err(e);
         }
         self.events.lifecycle(project, "instance-renamed", &Model::instance_url(project, new), json!({"old_name": name}));
+        self.plugin_hook(Hook::OnRename, &inst, &ConfigMap::from([("old-name".to_string(), name.to_string())]))?;
         Ok(())
     }
 }

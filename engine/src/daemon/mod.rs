@@ -11,6 +11,7 @@ mod copy;
 mod image_aliases;
 pub mod images;
 mod instances;
+pub mod plugins;
 mod pools;
 pub mod scheduler;
 mod snapshots;
@@ -21,7 +22,7 @@ pub mod trust;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::config::{self, ConfigLevel};
 use crate::db::{tables, Db, WriteTx};
@@ -160,7 +161,8 @@ pub fn with_project(url: String, project: &str) -> String {
 pub struct Daemon {
     pub data_dir: PathBuf,
     pub db: Db,
-    model: RwLock<Model>,
+    /// Shared with the plugin host's queries.
+    model: Arc<RwLock<Model>>,
     write: Mutex<()>,
     pub events: EventHub,
     pub ops: Operations,
@@ -169,6 +171,8 @@ pub struct Daemon {
     pub trust: trust::TrustState,
     shutdown: tokio::sync::watch::Sender<bool>,
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
+    /// WebAssembly plugins (validation, filters, lifecycle hooks).
+    pub plugins: plugins::Plugins,
     /// Rendered JSON of records, reused while the model generation is unchanged.
     pub render_cache: RenderCache,
 }
@@ -254,10 +258,12 @@ impl Daemon {
         model.volumes = db.all(&tables::VOLUMES)?.into_iter().collect();
         let identity = trust::ServerIdentity::load_or_create(data_dir)
             .map_err(|e| Error::internal(format!("server certificate: {e}")))?;
+        let model = Arc::new(RwLock::new(model));
+        let plugins = plugins::Plugins::open(data_dir, model.clone(), events.clone())?;
         let daemon = Daemon {
             data_dir: data_dir.to_path_buf(),
             db,
-            model: RwLock::new(model),
+            model,
             write: Mutex::new(()),
             ops: Operations::new(events.clone()),
             events,
@@ -265,10 +271,12 @@ impl Daemon {
             trust: trust::TrustState::new(identity),
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
+            plugins,
             render_cache: RenderCache::default(),
         };
         daemon.ensure_default_pool()?;
         daemon.load_pools()?;
+        daemon.load_plugins()?;
         Ok(daemon)
     }
 

@@ -52,6 +52,7 @@ impl Daemon {
     /// Creates a profile.
     pub fn create_profile(&self, project: &str, profile: Profile) -> Result<()> {
         valid_profile_name(&profile.name)?;
+        let profile = self.plugin_validate_profile(project, profile, None)?;
         Self::validate_profile(&profile.config, &profile.devices)?;
         let mut tx = self.txn();
         let m = tx.model();
@@ -81,9 +82,14 @@ impl Daemon {
         let key = scoped_key(&owner, name);
         let mut profile =
             m.profiles.get(&key).cloned().ok_or_else(|| Error::not_found(format!("Profile \"{name}\" not found")))?;
+        let previous = profile.clone();
         profile.description = description;
         profile.config = config;
         profile.devices = devices;
+        drop(m);
+        let profile = self.plugin_validate_profile(project, profile, Some(&previous))?;
+        Self::validate_profile(&profile.config, &profile.devices)?;
+        let m = tx.model();
         // Re-validate every instance using the profile against the new version.
         let mut trial = Model { profiles: m.profiles.clone(), projects: m.projects.clone(), ..Model::default() };
         trial.profiles.insert(key.clone(), profile.clone());

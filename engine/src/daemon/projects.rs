@@ -128,6 +128,8 @@ impl Daemon {
             config.entry(k.to_string()).or_insert_with(|| "true".into());
         }
         let project = Project { name: name.into(), description: description.into(), config };
+        let project = self.plugin_validate_project(project, None)?;
+        validate_project_config(&project.config)?;
         let mut tx = self.txn();
         if tx.model().projects.contains_key(name) {
             return Err(Error::conflict(format!("Project \"{name}\" already exists")));
@@ -169,8 +171,11 @@ impl Daemon {
         if changed_features && name != "default" && !tx.model().project_used_by(name).iter().all(|u| u.contains("/profiles/default")) {
             return Err(Error::bad("Features can only be changed on empty projects"));
         }
+        let previous = project.clone();
         project.description = description.to_string();
         project.config = config;
+        let project = self.plugin_validate_project(project, Some(&previous))?;
+        validate_project_config(&project.config)?;
         tx.commit(|db| db.put(&tables::PROJECTS, name, &project), |m| {
             m.projects.insert(name.to_string(), project.clone());
         })?;

@@ -6,12 +6,12 @@
 use super::{tables, Db, DbError, WriteTx};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 type Migration = fn(&WriteTx<'_>) -> Result<(), DbError>;
 
 /// `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-const MIGRATIONS: &[Migration] = &[initial, certificates, storage];
+const MIGRATIONS: &[Migration] = &[initial, certificates, storage, plugins];
 
 /// Version 0 → 1: the default project with its default profile.
 fn initial(tx: &WriteTx<'_>) -> Result<(), DbError> {
@@ -30,6 +30,12 @@ fn certificates(_tx: &WriteTx<'_>) -> Result<(), DbError> {
 /// Version 2 → 3: images, aliases, snapshots, backups and custom volumes tables (created
 /// on first write, like `certificates`).
 fn storage(_tx: &WriteTx<'_>) -> Result<(), DbError> {
+    Ok(())
+}
+
+/// Version 3 → 4: the `plugins` table (created on first install, like `certificates`;
+/// the version records that it may exist, so an older berthd refuses this database).
+fn plugins(_tx: &WriteTx<'_>) -> Result<(), DbError> {
     Ok(())
 }
 

@@ -79,6 +79,8 @@ pub mod tables {
     pub const BACKUPS: Table<crate::daemon::BackupRecord> = Table::new("backups");
     /// Custom volumes (and their snapshots) by `pool/project/name[/snapshot]`.
     pub const VOLUMES: Table<crate::daemon::VolumeRecord> = Table::new("volumes");
+    /// Installed plugins (settings; the code is in `<data-dir>/plugins/<name>.wasm`) by name.
+    pub const PLUGINS: Table<crate::daemon::plugins::PluginRecord> = Table::new("plugins");
 }
 
 /// The open database.

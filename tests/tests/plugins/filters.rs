@@ -154,3 +154,33 @@ fn wasi_capabilities_only_when_granted() {
         Err(PluginError::InvalidSettings { .. })
     ));
 }
+
+#[test]
+fn warm_instances_serve_one_call_each() {
+    let h = Harness::new();
+    h.install("probe", wasm::FIXTURE_PROBE, PluginSettings::default());
+    let v = owned("c1", None);
+    // Back to back (pool drained: inline instantiation) and spaced out (pool refilled
+    // by the background thread): every call is the first call of its instance.
+    for i in 0..200 {
+        if i % 20 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(h.host.predicate("calls", "1", &v).unwrap(), "call {i}");
+    }
+    // A batch is one instance for the whole request, and a fresh one per request.
+    let views = vec![owned("a", None), owned("b", None), owned("c", None)];
+    for _ in 0..3 {
+        assert_eq!(h.host.predicate_batch("calls", "1", &views).unwrap(), [true, false, false]);
+    }
+    // Concurrent callers never share an instance.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert!(h.host.predicate("calls", "1", &v).unwrap());
+                }
+            });
+        }
+    });
+}
