@@ -6,7 +6,9 @@
 //! holds anything that is not durable.
 
 pub mod certificates;
+mod hooks;
 mod instances;
+mod runtime;
 mod pools;
 mod profiles;
 mod projects;
@@ -24,6 +26,7 @@ use crate::model::{scoped_key, ConfigMap, InstanceRecord, Profile, Project};
 use crate::operations::Operations;
 
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
+pub use runtime::{instance_error, timeout_of};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
 
 /// Runtime status of an instance, as LXD reports it.
@@ -146,6 +149,8 @@ pub struct Daemon {
     pub trust: trust::TrustState,
     shutdown: tokio::sync::watch::Sender<bool>,
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
+    /// Loaded instance drivers and running-instance bookkeeping.
+    runtime: runtime::Runtime,
 }
 
 /// A mutation in progress: holds the write mutex and a view of the model.
@@ -201,6 +206,7 @@ impl Daemon {
             trust: trust::TrustState::new(identity),
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
+            runtime: runtime::Runtime::default(),
         };
         daemon.ensure_default_pool()?;
         daemon.load_pools()?;
