@@ -151,33 +151,48 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
         ctx.daemon.require_project(&project)?;
     }
     match (ctx.method.clone(), rest) {
-        (Method::GET, []) => list(&ctx),
+        (Method::GET, []) => {
+            let mut r = list(&ctx)?;
+            if let (true, Reply::Sync(Value::Array(items))) = (ctx.recursion() > 1, &mut r) {
+                super::instance_state::fill_live(&ctx.daemon, items).await;
+            }
+            Ok(r)
+        }
+        (Method::PUT, []) => super::instance_state::bulk(ctx).await,
         (Method::POST, []) => create(ctx).await,
         (Method::GET, [name]) => {
-            let m = ctx.daemon.model();
-            let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
-            Ok(Reply::SyncEtag(render_instance(&m, i, ctx.recursion() > 0), instance_etag(i)))
+            let (mut v, etag) = {
+                let m = ctx.daemon.model();
+                let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
+                (render_instance(&m, i, ctx.recursion() > 0), instance_etag(i))
+            };
+            if ctx.recursion() > 0 {
+                super::instance_state::fill_live(&ctx.daemon, std::slice::from_mut(&mut v)).await;
+            }
+            Ok(Reply::SyncEtag(v, etag))
         }
         (Method::PUT | Method::PATCH, [name]) => update(ctx, name).await,
         (Method::DELETE, [name]) => {
             let d = ctx.daemon.clone();
             let (p, n) = (project.clone(), name.to_string());
-            blocking(move || d.delete_instance(&p, &n)).await?;
+            blocking(move || d.delete_instance(&p, &n).map(|_| d.forget_instance(&p, &n))).await?;
             let spec = OpSpec::task("Deleting instance", &project, "instances", vec![Model::instance_url(&project, name)]);
             Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
         }
         (Method::POST, [name]) => rename(ctx, name).await,
         (Method::GET, [name, "state"]) => {
-            let m = ctx.daemon.model();
-            let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
-            Ok(Reply::Sync(render_state(&m, i)))
-        }
-        (Method::PUT, [name, "state"]) => {
             get_record(&ctx, name)?;
-            Err(Error::NotOperational(
-                "Instance driver is not operational on this server: no container or VM driver is built in yet".into(),
-            ))
+            let (d, n) = (ctx.daemon.clone(), name.to_string());
+            Ok(Reply::Sync(blocking(move || super::instance_state::state_of(&d, &project, &n)).await?))
         }
+        (Method::PUT, [name, "state"]) => super::instance_state::put(ctx, name).await,
+        (Method::POST, [name, "exec"]) => super::exec::exec(ctx, name).await,
+        (_, [name, "console"]) => super::console::route(ctx, name).await,
+        (_, [name, "files"]) => {
+            get_record(&ctx, name)?;
+            super::files::route(ctx, name).await
+        }
+        (Method::GET | Method::DELETE, [name, "logs", "exec-output", file]) => super::exec::output_log(ctx, name, file).await,
         (Method::GET, [name, "snapshots" | "backups" | "logs"]) => {
             get_record(&ctx, name)?;
             Ok(Reply::Sync(json!([])))
@@ -291,7 +306,7 @@ async fn update(mut ctx: Ctx, name: &str) -> Result<Reply> {
     };
     let d = ctx.daemon.clone();
     let (p, n) = (project.clone(), name.to_string());
-    blocking(move || d.update_instance(&p, &n, upd)).await?;
+    blocking(move || d.update_instance(&p, &n, upd).and_then(|_| d.apply_instance_update(&p, &n))).await?;
     let spec = OpSpec::task("Updating instance", &project, "instances", vec![Model::instance_url(&project, name)]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
 }
@@ -305,7 +320,7 @@ async fn rename(mut ctx: Ctx, name: &str) -> Result<Reply> {
     }
     let d = ctx.daemon.clone();
     let (p, n, new) = (project.clone(), name.to_string(), req.name.clone());
-    blocking(move || d.rename_instance(&p, &n, &new)).await?;
+    blocking(move || d.rename_instance(&p, &n, &new).map(|_| d.forget_instance(&p, &n))).await?;
     let spec = OpSpec::task("Renaming instance", &project, "instances", vec![Model::instance_url(&project, &req.name)]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
 }

@@ -3,7 +3,11 @@
 
 pub mod auth;
 mod certificates;
+mod console;
 mod events;
+mod exec;
+mod files;
+mod instance_state;
 mod instances;
 mod operations;
 mod profiles;
@@ -12,6 +16,7 @@ pub mod response;
 mod server;
 pub mod listener;
 pub mod tls;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;

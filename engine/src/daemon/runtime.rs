@@ -104,9 +104,14 @@ impl Daemon {
             devices,
             volume_path: self.instance_path(&inst.project, &inst.name)?,
             runtime_dir: self.data_dir.join("containers").join(&key),
-            log_dir: self.data_dir.join("logs").join(&key),
+            log_dir: self.instance_log_dir(&inst.project, &inst.name),
             other_maps,
         })
+    }
+
+    /// Per-instance log directory (console log, exec output records).
+    pub fn instance_log_dir(&self, project: &str, name: &str) -> std::path::PathBuf {
+        self.data_dir.join("logs").join(format!("{project}_{name}"))
     }
 
     fn load_instance(&self, inst: &InstanceRecord) -> Result<Arc<dyn Instance>> {
