@@ -63,9 +63,10 @@ fn parse_id(ctx: &Ctx, name: &str) -> Result<Option<u32>> {
 /// Routes `/1.0/instances/N/files`.
 pub async fn route(mut ctx: Ctx, name: &str) -> Result<Reply> {
     let project = ctx.project().to_string();
-    let path = ctx.query.get("path").cloned().filter(|p| !p.is_empty()).ok_or_else(|| Error::bad("Missing path argument"))?;
+    let mut path = ctx.query.get("path").cloned().filter(|p| !p.is_empty()).ok_or_else(|| Error::bad("Missing path argument"))?;
+    // `lxc file pull c1/etc/x` sends `etc/x`: paths are relative to the instance root.
     if !path.starts_with('/') {
-        return Err(Error::bad("Path must be absolute"));
+        path.insert(0, '/');
     }
     let d = ctx.daemon.clone();
     let (p, n) = (project.clone(), name.to_string());

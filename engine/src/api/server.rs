@@ -22,6 +22,14 @@ pub const API_EXTENSIONS: &[&str] = &[
     "certificate_update",
     "certificate_project",
     "certificate_token",
+    "file_delete",
+    "file_append",
+    "directory_manipulation",
+    "file_symlinks",
+    "container_exec_recording",
+    "container_exec_user_group_cwd",
+    "console",
+    "instance_bulk_state_change",
 ];
 
 fn kernel_info() -> (String, String, String) {

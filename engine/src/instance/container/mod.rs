@@ -183,6 +183,9 @@ impl Instance for ContainerInstance {
             return Err(Error::AlreadyRunning);
         }
         let spec = self.spec()?;
+        if let Some(dir) = spec.log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::failed("Failed to create the log directory", e))?;
+        }
         let data_dir = spec.runtime_dir.parent().and_then(|p| p.parent()).map(PathBuf::from);
         ensure_traversable(&spec.rootfs, data_dir.as_deref());
         let (ct, info) = Container::start(&spec, &Bridge(hooks)).map_err(rt_err("Failed to start container"))?;
