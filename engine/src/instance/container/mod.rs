@@ -260,9 +260,16 @@ impl Instance for ContainerInstance {
 
     fn exec(&self, args: &ExecArgs) -> Result<Box<dyn ExecSession>, Error> {
         let ct = self.running()?;
+        // `environment.*` applies to exec too; the request's own variables win.
+        let mut env: Vec<(String, String)> = {
+            let a = self.args.lock().unwrap_or_else(|p| p.into_inner());
+            a.config.iter().filter_map(|(k, v)| Some((k.strip_prefix("environment.")?.to_string(), v.clone()))).collect()
+        };
+        env.retain(|(k, _)| !args.env.iter().any(|(ek, _)| ek == k));
+        env.extend(args.env.iter().cloned());
         let req = rt::ExecRequest {
             command: args.command.clone(),
-            env: args.env.clone(),
+            env,
             uid: args.uid,
             gid: args.gid,
             cwd: if args.cwd.is_empty() { if args.uid == 0 { "/root".into() } else { "/".into() } } else { args.cwd.clone() },
