@@ -340,6 +340,8 @@ fn lxc_interactive_exec_and_websocket_protocol() {
     for (n, h) in hs.into_iter().enumerate() {
         assert_eq!(h.join().unwrap(), n.to_string());
     }
+    // Console over websockets: type into fd 0, see the echo, detach by closing control.
+    console_roundtrip(&d, "i");
     // Console log API.
     let r = d.raw("GET", "/1.0/instances/i/console", &[], vec![]);
     assert!(String::from_utf8_lossy(&r.body).contains("BOOTED"));
@@ -391,4 +393,38 @@ fn lxc_bridge_ping_and_devices() {
     for n in ["n1", "n2"] {
         d.lxc_ok(&["stop", "-f", n]);
     }
+}
+
+async fn ws_connect(d: &Daemon, id: &str, secret: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {
+    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let url = format!("ws://unix.socket/1.0/operations/{id}/websocket?secret={secret}");
+    tokio_tungstenite::client_async(url, stream).await.unwrap().0
+}
+
+fn console_roundtrip(d: &Daemon, name: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let r = d.req("POST", &format!("/1.0/instances/{name}/console"), Some(json!({"width": 80, "height": 24, "type": "console"})));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let meta = r.json()["metadata"].clone();
+    let id = meta["id"].as_str().unwrap().to_string();
+    let fds = meta["metadata"]["fds"].clone();
+    berth_tests::block_on(async {
+        let mut control = ws_connect(d, &id, fds["control"].as_str().unwrap()).await;
+        let mut data = ws_connect(d, &id, fds["0"].as_str().unwrap()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        data.send(Message::binary(b"echo CONSOLE$((40+2))\r".to_vec())).await.unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&seen).contains("CONSOLE42") {
+            match tokio::time::timeout_at(deadline, data.next()).await.expect("console output in time") {
+                Some(Ok(Message::Binary(b))) => seen.extend_from_slice(&b),
+                Some(Ok(_)) => {}
+                other => panic!("console closed: {other:?} after {:?}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        control.close(None).await.unwrap();
+    });
+    let w = d.get(&format!("/1.0/operations/{id}/wait?timeout=10"))["metadata"].clone();
+    assert_eq!(w["status"], "Success", "{w}");
 }
