@@ -51,6 +51,25 @@ fn make_container(d: &Daemon, name: &str, config: &[&str]) {
     busybox_rootfs(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
 }
 
+/// Kills every container a test left running (a failed assertion skips its stops):
+/// the pids come from the runtime state files, so this works without the daemon.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("containers")) else { return };
+        for dir in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(dir.path().join("state.json")) else { continue };
+            let Ok(st) = serde_json::from_str::<Value>(&text) else { continue };
+            for key in ["pid", "holder_pid"] {
+                if let Some(pid) = st[key].as_i64().filter(|p| *p > 1) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
 fn status(d: &Daemon, name: &str) -> String {
     d.get(&format!("/1.0/instances/{name}"))["metadata"]["status"].as_str().unwrap_or("").to_string()
 }
@@ -79,6 +98,7 @@ fn lxc_lifecycle_exec_freeze_stop_delete() {
         return;
     }
     let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
     make_container(&d, "c1", &["environment.FOO=bar"]);
     assert_eq!(status(&d, "c1"), "Stopped");
     d.lxc_ok(&["start", "c1"]);
@@ -177,6 +197,7 @@ fn lxc_limits_oom_pids_live_update() {
         return;
     }
     let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
     make_container(&d, "lim", &["limits.memory=64MB", "limits.memory.swap=false", "limits.processes=12"]);
     d.lxc_ok(&["start", "lim"]);
     // 200 MB in a 64 MB cgroup: only the command inside is killed.
@@ -202,6 +223,7 @@ fn lxc_adoption_after_daemon_kill() {
         return;
     }
     let mut d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
     make_container(&d, "ad", &[]);
     d.lxc_ok(&["start", "ad"]);
     let pid = d.get("/1.0/instances/ad/state")["metadata"]["pid"].as_i64().unwrap();
@@ -233,6 +255,7 @@ fn lxc_files_push_pull_symlinks() {
         return;
     }
     let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
     make_container(&d, "f", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src.txt");
@@ -283,6 +306,7 @@ fn lxc_interactive_exec_and_websocket_protocol() {
         return;
     }
     let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
     make_container(&d, "i", &[]);
     d.lxc_ok(&["start", "i"]);
     // `script` gives lxc a tty, so it asks for an interactive session with a pty.
@@ -368,6 +392,7 @@ fn lxc_bridge_ping_and_devices() {
     let _c = Cleanup(br.clone());
     assert!(ip(&["link", "set", &br, "up"]));
     let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
     let shared = tempfile::tempdir().unwrap();
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(shared.path().join("hello"), "from host\n").unwrap();
