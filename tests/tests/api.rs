@@ -167,6 +167,10 @@ fn projects_and_all_projects() {
     assert_error(&d.req("POST", "/1.0/projects", Some(json!({"name": "p1"}))), 409, "already exists");
     assert_error(&d.req("POST", "/1.0/projects", Some(json!({"name": "p2", "config": {"bogus": "1"}}))), 400, "bogus");
     create(&d, "a", json!({}));
+    // A project with its own profiles starts with an empty default profile (as in LXD).
+    assert_error(&d.req("POST", "/1.0/instances?project=p1", Some(json!({"name": "a", "source": {"type": "none"}}))), 400, "root");
+    let root = json!({"devices": {"root": {"type": "disk", "path": "/", "pool": "default"}}});
+    assert_eq!(d.req("PATCH", "/1.0/profiles/default?project=p1", Some(root)).status, 200);
     let r = d.req("POST", "/1.0/instances?project=p1", Some(json!({"name": "a", "source": {"type": "none"}})));
     d.wait_op(&r);
     let p1 = d.get("/1.0/projects/p1")["metadata"].clone();
@@ -240,6 +244,9 @@ fn events_websocket_reports_operations_and_lifecycle() {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !(saw_final_op && saw_lifecycle) {
             let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("event in time").unwrap().unwrap();
+            if !msg.is_text() {
+                continue;
+            }
             let Ok(text) = msg.to_text() else { continue };
             let ev: Value = serde_json::from_str(text).unwrap();
             match ev["type"].as_str() {

@@ -217,3 +217,38 @@ pub async fn fill_live(d: &Arc<Daemon>, items: &mut [Value]) {
         }
     }
 }
+
+/// Live states of the running instances among `wanted` (`project/name` → InstanceState),
+/// read on a few threads: each reads cgroup files and the namespace's interfaces.
+pub async fn live_states(d: &Arc<Daemon>, wanted: Vec<(String, String)>) -> std::collections::HashMap<String, Value> {
+    if wanted.is_empty() {
+        return Default::default();
+    }
+    let d2 = d.clone();
+    tokio::task::spawn_blocking(move || {
+        let chunks: Vec<Vec<(String, String)>> = wanted.chunks(wanted.len().div_ceil(4).max(1)).map(|c| c.to_vec()).collect();
+        std::thread::scope(|s| {
+            let hs: Vec<_> = chunks
+                .into_iter()
+                .map(|c| {
+                    let d = &d2;
+                    s.spawn(move || {
+                        c.into_iter()
+                            .filter_map(|(p, n)| Some((crate::model::scoped_key(&p, &n), state_of(d, &p, &n).ok()?)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        })
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Puts a live state (and the status it implies) into a rendered InstanceFull.
+pub fn apply_live(v: &mut Value, st: &Value) {
+    v["status"] = st["status"].clone();
+    v["status_code"] = st["status_code"].clone();
+    v["state"] = st.clone();
+}

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::projects::blocking;
 use super::{etag_of, Ctx, Reply};
 use crate::config::{Devices, InstanceType};
-use crate::daemon::{InstanceCreate, InstanceUpdate, Model};
+use crate::daemon::{InstanceCreate, InstanceUpdate, Model, RootSource};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::{rfc3339nano, ConfigMap, InstanceRecord};
@@ -18,6 +18,19 @@ use crate::operations::OpSpec;
 struct Source {
     #[serde(default, rename = "type")]
     kind: String,
+    #[serde(default)]
+    alias: String,
+    #[serde(default)]
+    fingerprint: String,
+    /// copy: `instance` or `instance/snapshot`.
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    instance_only: bool,
+    #[serde(default)]
+    container_only: bool,
+    #[serde(default)]
+    refresh: bool,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +76,6 @@ struct InstancePut {
     #[serde(default)]
     restore: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     stateful: Option<bool>,
 }
 
@@ -125,8 +137,9 @@ pub fn render_instance(m: &Model, i: &InstanceRecord, full: bool) -> Value {
     if full {
         if let Some(o) = v.as_object_mut() {
             o.insert("state".into(), render_state(m, i));
-            o.insert("snapshots".into(), Value::Null);
-            o.insert("backups".into(), Value::Null);
+            o.insert("snapshots".into(), super::snapshots::full_snapshots(m, &i.project, &i.name));
+            let backups: Vec<Value> = m.backups_of(&i.project, &i.name).iter().map(|b| json!({"name": b.name, "created_at": rfc3339nano(&b.created_at)})).collect();
+            o.insert("backups".into(), if backups.is_empty() { Value::Null } else { Value::Array(backups) });
         }
     }
     v
@@ -152,11 +165,22 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
     }
     match (ctx.method.clone(), rest) {
         (Method::GET, []) => {
-            let mut r = list(&ctx)?;
-            if let (true, Reply::Sync(Value::Array(items))) = (ctx.recursion() > 1, &mut r) {
-                super::instance_state::fill_live(&ctx.daemon, items).await;
-            }
-            Ok(r)
+            let live = if ctx.recursion() > 1 {
+                let all = ctx.query_bool("all-projects");
+                let running: Vec<(String, String)> = {
+                    let m = ctx.daemon.model();
+                    m.power
+                        .keys()
+                        .filter_map(|k| k.split_once('/'))
+                        .filter(|(p, _)| all || *p == project)
+                        .map(|(p, n)| (p.to_string(), n.to_string()))
+                        .collect()
+                };
+                super::instance_state::live_states(&ctx.daemon, running).await
+            } else {
+                Default::default()
+            };
+            list(&ctx, &live)
         }
         (Method::PUT, []) => super::instance_state::bulk(ctx).await,
         (Method::POST, []) => create(ctx).await,
@@ -193,7 +217,15 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
             super::files::route(ctx, name).await
         }
         (Method::GET | Method::DELETE, [name, "logs", "exec-output", file]) => super::exec::output_log(ctx, name, file).await,
-        (Method::GET, [name, "snapshots" | "backups" | "logs"]) => {
+        (_, [name, "snapshots", rest @ ..]) => {
+            let name = name.to_string();
+            super::snapshots::route(ctx, &name, rest).await
+        }
+        (_, [name, "backups", rest @ ..]) => {
+            let name = name.to_string();
+            super::backups::route(ctx, &name, rest).await
+        }
+        (Method::GET, [name, "logs"]) => {
             get_record(&ctx, name)?;
             Ok(Reply::Sync(json!([])))
         }
@@ -202,7 +234,7 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
     }
 }
 
-fn list(ctx: &Ctx) -> Result<Reply> {
+fn list(ctx: &Ctx, live: &std::collections::HashMap<String, Value>) -> Result<Reply> {
     let filter = match ctx.query.get("filter").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(Filter::parse(f)?),
         None => None,
@@ -215,12 +247,51 @@ fn list(ctx: &Ctx) -> Result<Reply> {
     let project = ctx.project();
     let recursion = ctx.recursion();
     let m = ctx.daemon.model();
+    if filter.is_none() && recursion > 0 {
+        // The common `lxc list` path: splice cached renderings of unchanged instances.
+        let full = recursion > 1;
+        let mut out = Vec::with_capacity(m.instances.len() * 1024);
+        out.push(b'[');
+        for (key, i) in &m.instances {
+            if (!all && i.project != project) || type_filter.is_some_and(|t| t != i.instance_type) {
+                continue;
+            }
+            let power = m.power(&i.project, &i.name);
+            let render = || {
+                let mut v = render_instance(&m, i, full);
+                if let (true, Some(st)) = (full, live.get(key)) {
+                    super::instance_state::apply_live(&mut v, st);
+                }
+                serde_json::to_vec(&v).unwrap_or_default()
+            };
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            // A running instance's full state is live: never cached.
+            if full && power != crate::daemon::PowerState::Stopped {
+                out.extend_from_slice(&render());
+            } else {
+                let bytes = ctx.daemon.render_cache.get_or_render(key, u8::from(full), m.generation, power, render);
+                out.extend_from_slice(&bytes);
+            }
+        }
+        out.push(b']');
+        return Ok(Reply::SyncRaw(out));
+    }
     let mut out = Vec::new();
     for i in m.instances.values() {
         if (!all && i.project != project) || type_filter.is_some_and(|t| t != i.instance_type) {
             continue;
         }
-        let rendered = if recursion > 0 || filter.is_some() { Some(render_instance(&m, i, recursion > 1)) } else { None };
+        let rendered = if recursion > 0 || filter.is_some() {
+            let mut v = render_instance(&m, i, recursion > 1);
+            if let (true, Some(st)) = (recursion > 1, live.get(&crate::model::scoped_key(&i.project, &i.name))) {
+                super::instance_state::apply_live(&mut v, st);
+            }
+            Some(v)
+        } else {
+            None
+        };
         if let (Some(f), Some(r)) = (&filter, &rendered) {
             if !f.matches(r) {
                 continue;
@@ -236,18 +307,36 @@ fn list(ctx: &Ctx) -> Result<Reply> {
 
 async fn create(mut ctx: Ctx) -> Result<Reply> {
     let project = ctx.project().to_string();
+    if ctx.header("content-type").is_some_and(|c| c.starts_with("application/octet-stream")) {
+        return super::backups::import(ctx).await;
+    }
     let req: InstancesPost = ctx.json().await?;
     let source = req.source.unwrap_or_default();
-    match source.kind.as_str() {
-        "" | "none" => {}
-        "image" | "copy" | "migration" | "backup" => {
-            return Err(Error::Unsupported(format!(
-                "Source type \"{}\" is not supported yet (storage is not built in)",
-                source.kind
-            )))
+    let root = match source.kind.as_str() {
+        "" | "none" => RootSource::Empty,
+        "image" => {
+            let d = ctx.daemon.clone();
+            RootSource::Image(d.resolve_image(&project, Some(&source.alias), Some(&source.fingerprint))?)
+        }
+        "copy" => {
+            let (inst, snap) = match source.source.split_once('/') {
+                Some((i, s)) => (i.to_string(), Some(s.to_string())),
+                None => (source.source.clone(), None),
+            };
+            if source.refresh && !req.name.is_empty() && ctx.daemon.model().instance(&project, &req.name).is_some() {
+                let (d, p, n) = (ctx.daemon.clone(), project.clone(), req.name.clone());
+                let only = source.instance_only || source.container_only;
+                blocking(move || d.refresh_instance(&p, &n, &inst, only)).await?;
+                let spec = OpSpec::task("Refreshing instance", &project, "instances", vec![Model::instance_url(&project, &req.name)]);
+                return Ok(Reply::Async(ctx.daemon.ops.completed(spec)));
+            }
+            RootSource::Copy { instance: inst, snapshot: snap, instance_only: source.instance_only || source.container_only }
+        }
+        "migration" | "backup" => {
+            return Err(Error::Unsupported(format!("Source type \"{}\" is not supported", source.kind)))
         }
         other => return Err(Error::bad(format!("Unknown source type \"{other}\""))),
-    }
+    };
     let mut config = req.config.unwrap_or_default();
     if !req.instance_type.is_empty() {
         for (k, v) in crate::daemon::instance_type_limits(&req.instance_type)? {
@@ -267,7 +356,7 @@ async fn create(mut ctx: Ctx) -> Result<Reply> {
     };
     let d = ctx.daemon.clone();
     let p = project.clone();
-    let name = blocking(move || d.create_instance(&p, create)).await?;
+    let name = blocking(move || d.create_instance_from(&p, create, &root)).await?;
     let url = Model::instance_url(&project, &name);
     let spec = OpSpec::task("Creating instance", &project, "instances", vec![url]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
@@ -279,7 +368,18 @@ async fn update(mut ctx: Ctx, name: &str) -> Result<Reply> {
     ctx.check_etag(&instance_etag(&current))?;
     let req: InstancePut = ctx.json().await?;
     if let Some(r) = req.restore.filter(|r| !r.is_empty()) {
-        return Err(Error::not_found(format!("Snapshot \"{r}\" not found")));
+        if req.stateful == Some(true) {
+            return Err(Error::bad("Stateful restore is not supported: CRIU is not available on this server"));
+        }
+        let snap = match r.split_once('/') {
+            Some((i, s)) if i == name => s.to_string(),
+            Some(_) => return Err(Error::bad(format!("Snapshot \"{r}\" is not a snapshot of \"{name}\""))),
+            None => r,
+        };
+        let (d, p, n) = (ctx.daemon.clone(), project.clone(), name.to_string());
+        blocking(move || d.restore_snapshot(&p, &n, &snap)).await?;
+        let spec = OpSpec::task("Restoring snapshot", &project, "instances", vec![Model::instance_url(&project, name)]);
+        return Ok(Reply::Async(ctx.daemon.ops.completed(spec)));
     }
     let upd = if ctx.method == Method::PATCH {
         let mut config = current.config.clone();

@@ -2,18 +2,24 @@
 //! [`Daemon`](crate::daemon::Daemon) and renders replies; one file per resource.
 
 pub mod auth;
+mod backups;
 mod certificates;
 mod console;
 mod events;
 mod exec;
 mod files;
 mod instance_state;
+mod images;
 mod instances;
 mod operations;
 mod profiles;
 mod projects;
 pub mod response;
 mod server;
+mod snapshots;
+mod storage_pools;
+pub mod stream;
+mod volumes;
 pub mod listener;
 pub mod tls;
 pub mod websocket;
@@ -86,6 +92,11 @@ impl Ctx {
             buf.extend_from_slice(&data);
         }
         Ok(buf.freeze())
+    }
+
+    /// Takes the raw body for streaming handlers (uploads, imports).
+    pub fn take_body(&mut self) -> Result<Incoming> {
+        self.body.take().ok_or_else(|| Error::internal("request body read twice"))
     }
 
     /// Reads and decodes a JSON body; errors name the offending field.
@@ -208,6 +219,12 @@ async fn route(ctx: Ctx, segs: &[String]) -> Result<Reply> {
         ["1.0", "profiles", rest @ ..] => profiles::route(ctx, rest).await,
         ["1.0", "instances", rest @ ..] => instances::route(ctx, rest).await,
         ["1.0", "certificates", rest @ ..] => certificates::route(ctx, rest).await,
+        ["1.0", "images", rest @ ..] => images::route(ctx, rest).await,
+        ["1.0", "storage-pools", pool, "volumes", rest @ ..] => {
+            let pool = pool.to_string();
+            volumes::route(ctx, &pool, rest).await
+        }
+        ["1.0", "storage-pools", rest @ ..] => storage_pools::route(ctx, rest).await,
         _ => Err(Error::not_found("not found")),
     }?;
     Ok(auth::filter_listing(reply, listing_filter))

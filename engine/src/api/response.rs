@@ -22,6 +22,10 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub enum Reply {
     /// 200 sync with metadata.
     Sync(Value),
+    /// 200 sync whose metadata is already-serialized JSON.
+    SyncRaw(Vec<u8>),
+    /// The same with an ETag.
+    SyncRawEtag(Vec<u8>, String),
     /// 200 sync with metadata and an ETag.
     SyncEtag(Value, String),
     /// 201 sync with a Location header (and empty metadata).
@@ -59,6 +63,23 @@ impl Reply {
             Reply::Sync(v) => {
                 let b = sync_body(v);
                 json_response(StatusCode::OK, &b)
+            }
+            Reply::SyncRawEtag(metadata, etag) => {
+                let mut r = Reply::SyncRaw(metadata).into_response();
+                if let Ok(h) = header::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                    r.headers_mut().insert(header::ETAG, h);
+                }
+                r
+            }
+            Reply::SyncRaw(metadata) => {
+                let head = br#"{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":"#;
+                let mut body = Vec::with_capacity(head.len() + metadata.len() + 1);
+                body.extend_from_slice(head);
+                body.extend_from_slice(&metadata);
+                body.push(b'}');
+                let mut r = Response::new(full(body));
+                r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+                r
             }
             Reply::SyncEtag(v, etag) => {
                 let b = sync_body(v);

@@ -30,6 +30,20 @@ pub const API_EXTENSIONS: &[&str] = &[
     "container_exec_user_group_cwd",
     "console",
     "instance_bulk_state_change",
+    "storage",
+    "resources",
+    "container_backup",
+    "backup_compression",
+    "container_backup_override_pool",
+    "backup_override_name",
+    "snapshot_expiry",
+    "snapshot_expiry_creation",
+    "storage_api_volume_snapshots",
+    "storage_volume_state",
+    "storage_api_volume_rename",
+    "image_create_aliases",
+    "container_only_migration",
+    "container_incremental_copy",
 ];
 
 fn kernel_info() -> (String, String, String) {
@@ -105,7 +119,7 @@ fn server_info(ctx: &Ctx) -> Value {
             "server_version": "5.0.2",
             "storage": "dir",
             "storage_version": "1",
-            "storage_supported_drivers": [],
+            "storage_supported_drivers": super::storage_pools::supported_drivers(),
         },
     })
 }
@@ -115,9 +129,19 @@ pub async fn root(mut ctx: Ctx) -> Result<Reply> {
     match ctx.method {
         Method::GET if !ctx.trust.is_trusted() => Ok(Reply::Sync(untrusted_info())),
         Method::GET => {
-            let info = server_info(&ctx);
-            let etag = super::etag_of(&info["config"]);
-            Ok(Reply::SyncEtag(info, etag))
+            // Rendered once per model generation and project: the handshake every `lxc`
+            // process starts with stays a memcpy.
+            let generation = ctx.daemon.model().generation;
+            let key = format!("/1.0?project={}", ctx.project());
+            let idle = crate::daemon::PowerState::Stopped;
+            let cache = &ctx.daemon.render_cache;
+            let info = cache.get_or_render(&key, 0, generation, idle, || {
+                serde_json::to_vec(&server_info(&ctx)).unwrap_or_default()
+            });
+            let etag = cache.get_or_render("/1.0#etag", 0, generation, idle, || {
+                super::etag_of(&render_config(&ctx.daemon.model().server)).into_bytes()
+            });
+            Ok(Reply::SyncRawEtag(info.to_vec(), String::from_utf8_lossy(&etag).into_owned()))
         }
         Method::PUT | Method::PATCH => {
             #[derive(serde::Deserialize)]

@@ -99,29 +99,10 @@ impl Limits {
     }
 }
 
-/// Parses "64MB", "1GiB", "512kB", "1000" (LXD's ParseByteSizeString).
+/// Parses "64MB", "1GiB", "512kB", "1000" exactly as validation does
+/// ([`crate::config::parse_byte_size`]), so a limit is read the way it was accepted.
 pub fn parse_bytes(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" | "KB" | "k" | "K" => 1000,
-        "MB" | "M" => 1000u64.pow(2),
-        "GB" | "G" => 1000u64.pow(3),
-        "TB" | "T" => 1000u64.pow(4),
-        "PB" => 1000u64.pow(5),
-        "EB" => 1000u64.pow(6),
-        "KiB" => 1024,
-        "MiB" => 1024u64.pow(2),
-        "GiB" => 1024u64.pow(3),
-        "TiB" => 1024u64.pow(4),
-        "PiB" => 1024u64.pow(5),
-        "EiB" => 1024u64.pow(6),
-        _ => return None,
-    };
-    Some((num * mult as f64) as u64)
+    crate::config::parse_byte_size(v.trim()).ok().filter(|_| !v.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -136,7 +117,7 @@ mod tests {
     fn bytes() {
         assert_eq!(parse_bytes("64MB"), Some(64_000_000));
         assert_eq!(parse_bytes("64MiB"), Some(64 << 20));
-        assert_eq!(parse_bytes("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_bytes("1.5GiB"), None, "fractions are refused, as by validation");
         assert_eq!(parse_bytes("12"), Some(12));
         assert_eq!(parse_bytes("12XB"), None);
         assert_eq!(parse_bytes("MB"), None);

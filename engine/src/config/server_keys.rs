@@ -101,7 +101,24 @@ fn pool_volume(v: &str) -> Result<(), String> {
     }
 }
 
-/// Every server key of LXD 5.0.2.
+/// Token expiry (`core.remote_token_expiry`): space-separated `<n><unit>` tokens with the
+/// units of LXD's GetExpiry plus `S` for seconds.
+fn expiry(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Ok(());
+    }
+    for tok in v.split_whitespace() {
+        let split = tok.find(|c: char| !c.is_ascii_digit()).unwrap_or(tok.len());
+        let (n, unit) = tok.split_at(split);
+        if n.is_empty() || n.parse::<u64>().is_err() || !matches!(unit, "S" | "M" | "H" | "d" | "w" | "m" | "y") {
+            return Err(format!("Invalid expiry {v:?}, expected e.g. 30M, 2H, 1d"));
+        }
+    }
+    Ok(())
+}
+
+/// Every server key of LXD 5.0.2, plus `core.remote_token_expiry` (berth honours token
+/// expiry, which later LXD releases added).
 pub static SERVER_KEYS: &[ServerKey] = &[
     g("backups.compression_algorithm", V::Compression, "gzip", "Compression for backup tarballs."),
     g("candid.api.key", V::Any, "", "Candid public key (enables Candid authentication)."),
@@ -130,6 +147,7 @@ pub static SERVER_KEYS: &[ServerKey] = &[
     g("core.proxy_https", V::Any, "", "HTTPS proxy for outgoing requests."),
     g("core.proxy_ignore_hosts", V::Any, "", "Hosts that bypass the proxy."),
     g("core.shutdown_timeout", V::Int64, "5", "Minutes to wait for running operations at shutdown."),
+    g("core.remote_token_expiry", V::Custom("expiry (`30M`, `2H`, `1d`, `10S`)", expiry), "", "Lifetime of trust tokens; empty means they never expire."),
     g("core.trust_ca_certificates", V::Bool, "false", "Trust every client certificate signed by the CA."),
     ServerKey {
         key: "core.trust_password",
@@ -170,6 +188,10 @@ pub fn lookup_server_key(key: &str) -> Option<&'static ServerKey> {
 /// [`super::validate_server_config`]: unknown keys and bad values are refused.
 pub fn validate_server_config(config: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     for (key, value) in config {
+        // Free-form user keys, as on instances.
+        if key.starts_with("user.") {
+            continue;
+        }
         let spec = lookup_server_key(key).ok_or_else(|| ConfigError::UnknownKey(key.clone()))?;
         spec.validator
             .check(value)

@@ -125,6 +125,15 @@ impl Model {
 impl Daemon {
     /// Creates an instance record (the `none` source). Returns the name.
     pub fn create_instance(&self, project: &str, req: InstanceCreate) -> Result<String> {
+        self.create_instance_from(project, req, &super::RootSource::Empty)
+    }
+
+    /// Creates an instance whose root volume comes from `source`. Returns the name.
+    pub fn create_instance_from(&self, project: &str, mut req: InstanceCreate, source: &super::RootSource) -> Result<String> {
+        self.prepare_copy(project, &mut req, source)?;
+        if let super::RootSource::Image(fp) = source {
+            req.config.insert("volatile.base_image".into(), fp.clone());
+        }
         if let Some(name) = &req.name {
             config::valid_instance_name(name)?;
         }
@@ -168,13 +177,31 @@ impl Daemon {
         m.validate_instance(&inst)?;
         inst.config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         m.fill_volatile(&mut inst)?;
-        let guard = self.create_empty_root(&m, &inst)?;
+        let (guard, snaps) = self.create_root(&m, &inst, source)?;
         drop(m);
         let key = scoped_key(project, &name);
-        tx.commit(|db| db.put(&tables::INSTANCES, &key, &inst), |m| {
-            m.instances.insert(key.clone(), inst.clone());
-        })?;
+        let snaps: Vec<super::SnapshotRecord> =
+            snaps.into_iter().map(|s| super::SnapshotRecord { instance: name.clone(), ..s }).collect();
+        tx.commit(
+            |db| {
+                db.put(&tables::INSTANCES, &key, &inst)?;
+                for s in &snaps {
+                    db.put(&tables::SNAPSHOTS, &s.key(), s)?;
+                }
+                Ok(())
+            },
+            |m| {
+                m.instances.insert(key.clone(), inst.clone());
+                for s in &snaps {
+                    m.snapshots.insert(s.key(), s.clone());
+                }
+            },
+        )?;
         guard.disarm();
+        drop(tx);
+        if let super::RootSource::Image(fp) = source {
+            self.touch_image(project, fp);
+        }
         self.events.lifecycle(project, "instance-created", &Model::instance_url(project, &name), json!({}));
         Ok(name)
     }
@@ -233,12 +260,31 @@ impl Daemon {
         }
         let inst = inst.clone();
         let pool = m.root_pool(&inst).ok();
+        let (snap_keys, backup_keys) = Self::dependent_keys(&m, project, name);
         drop(m);
         let key = scoped_key(project, name);
-        tx.commit(|db| db.delete(&tables::INSTANCES, &key), |m| {
-            m.instances.remove(&key);
-            m.power.remove(&key);
-        })?;
+        tx.commit(
+            |db| {
+                db.delete(&tables::INSTANCES, &key)?;
+                for k in &snap_keys {
+                    db.delete(&tables::SNAPSHOTS, k)?;
+                }
+                for k in &backup_keys {
+                    db.delete(&tables::BACKUPS, k)?;
+                }
+                Ok(())
+            },
+            |m| {
+                m.instances.remove(&key);
+                m.power.remove(&key);
+                for k in &snap_keys {
+                    m.snapshots.remove(k);
+                }
+                for k in &backup_keys {
+                    m.backups.remove(k);
+                }
+            },
+        )?;
         // The record is gone (acknowledged); a crash now leaves at most a stray volume.
         self.delete_root(pool.as_deref(), &inst);
         self.events.lifecycle(project, "instance-deleted", &Model::instance_url(project, name), json!({}));
@@ -262,17 +308,40 @@ impl Daemon {
         }
         self.rename_root(&m, &inst, new)?;
         let old_inst = inst.clone();
+        let (old_s, new_s, old_b, new_b) = Self::renamed_dependents(&m, project, name, new);
         drop(m);
         inst.name = new.to_string();
         let (old_key, new_key) = (scoped_key(project, name), scoped_key(project, new));
         let res = tx.commit(
             |db| {
                 db.delete(&tables::INSTANCES, &old_key)?;
+                for k in old_s.iter() {
+                    db.delete(&tables::SNAPSHOTS, k)?;
+                }
+                for k in old_b.iter() {
+                    db.delete(&tables::BACKUPS, k)?;
+                }
+                for s in &new_s {
+                    db.put(&tables::SNAPSHOTS, &s.key(), s)?;
+                }
+                for b in &new_b {
+                    db.put(&tables::BACKUPS, &b.key(), b)?;
+                }
                 db.put(&tables::INSTANCES, &new_key, &inst)
             },
             |m| {
                 m.instances.remove(&old_key);
                 m.instances.insert(new_key.clone(), inst.clone());
+                for k in old_s.iter().chain(old_b.iter()) {
+                    m.snapshots.remove(k);
+                    m.backups.remove(k);
+                }
+                for s in &new_s {
+                    m.snapshots.insert(s.key(), s.clone());
+                }
+                for b in &new_b {
+                    m.backups.insert(b.key(), b.clone());
+                }
             },
         );
         if let Err(e) = res {

@@ -5,11 +5,18 @@
 //! model, commits one redb transaction, and only then updates the model, so the model never
 //! holds anything that is not durable.
 
+mod backups;
 pub mod certificates;
 mod hooks;
+mod copy;
+mod image_aliases;
+pub mod images;
 mod instances;
 mod runtime;
 mod pools;
+pub mod scheduler;
+mod snapshots;
+mod volumes;
 mod profiles;
 mod projects;
 pub mod trust;
@@ -25,6 +32,11 @@ use crate::events::EventHub;
 use crate::model::{scoped_key, ConfigMap, InstanceRecord, Profile, Project};
 use crate::operations::Operations;
 
+pub use backups::BackupRecord;
+pub use copy::RootSource;
+pub use images::{AliasRecord, ImageRecord, ImageUpdate, ImageUpload};
+pub use snapshots::SnapshotRecord;
+pub use volumes::{volume_key, VolumeRecord, VolumeUpdate};
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
 pub use runtime::{instance_error, timeout_of};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
@@ -73,6 +85,17 @@ pub struct Model {
     pub power: HashMap<String, PowerState>,
     /// Trusted client certificates by SHA-256 fingerprint.
     pub certificates: BTreeMap<String, certificates::Certificate>,
+    /// Images by `project/fingerprint`, aliases by `project/name`.
+    pub images: BTreeMap<String, ImageRecord>,
+    pub image_aliases: BTreeMap<String, AliasRecord>,
+    /// Snapshots and backups by `project/instance/name`.
+    pub snapshots: BTreeMap<String, SnapshotRecord>,
+    pub backups: BTreeMap<String, BackupRecord>,
+    /// Custom volumes by `pool/project/name[/snapshot]`.
+    pub volumes: BTreeMap<String, VolumeRecord>,
+    /// Bumped by every commit: anything derived from the model (rendered JSON caches)
+    /// is valid for one generation.
+    pub generation: u64,
 }
 
 impl Model {
@@ -151,6 +174,40 @@ pub struct Daemon {
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
     /// Loaded instance drivers and running-instance bookkeeping.
     runtime: runtime::Runtime,
+    /// Rendered JSON of records, reused while the model generation is unchanged.
+    pub render_cache: RenderCache,
+}
+
+/// Cached JSON renderings keyed by (record key, variant), each tagged with the model
+/// generation and power state it was rendered at.
+#[derive(Default)]
+pub struct RenderCache {
+    map: Mutex<HashMap<(String, u8), (u64, PowerState, std::sync::Arc<[u8]>)>>,
+}
+
+impl RenderCache {
+    /// The cached bytes if still valid for `generation` and `power`, else renders and stores.
+    pub fn get_or_render(
+        &self,
+        key: &str,
+        variant: u8,
+        generation: u64,
+        power: PowerState,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> std::sync::Arc<[u8]> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((g, p, bytes)) = map.get(&(key.to_string(), variant)) {
+            if *g == generation && *p == power {
+                return bytes.clone();
+            }
+        }
+        let bytes: std::sync::Arc<[u8]> = render().into();
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert((key.to_string(), variant), (generation, power, bytes.clone()));
+        bytes
+    }
 }
 
 /// A mutation in progress: holds the write mutex and a view of the model.
@@ -175,7 +232,9 @@ impl Txn<'_> {
     ) -> Result<R> {
         self.daemon.db.write(db)?;
         let mut m = self.daemon.model.write().unwrap_or_else(|p| p.into_inner());
-        Ok(apply(&mut m))
+        let out = apply(&mut m);
+        m.generation += 1;
+        Ok(out)
     }
 }
 
@@ -193,6 +252,11 @@ impl Daemon {
         model.profiles = db.all(&tables::PROFILES)?.into_iter().collect();
         model.instances = db.all(&tables::INSTANCES)?.into_iter().collect();
         model.certificates = db.all(&tables::CERTIFICATES)?.into_iter().collect();
+        model.images = db.all(&tables::IMAGES)?.into_iter().collect();
+        model.image_aliases = db.all(&tables::IMAGE_ALIASES)?.into_iter().collect();
+        model.snapshots = db.all(&tables::SNAPSHOTS)?.into_iter().collect();
+        model.backups = db.all(&tables::BACKUPS)?.into_iter().collect();
+        model.volumes = db.all(&tables::VOLUMES)?.into_iter().collect();
         let identity = trust::ServerIdentity::load_or_create(data_dir)
             .map_err(|e| Error::internal(format!("server certificate: {e}")))?;
         let daemon = Daemon {
@@ -207,6 +271,7 @@ impl Daemon {
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
             runtime: runtime::Runtime::default(),
+            render_cache: RenderCache::default(),
         };
         daemon.ensure_default_pool()?;
         daemon.load_pools()?;

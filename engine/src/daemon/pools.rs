@@ -208,6 +208,11 @@ pub struct VolumeGuard {
 }
 
 impl VolumeGuard {
+    /// A guard that deletes `vol` unless disarmed.
+    pub(super) fn armed(driver: Arc<dyn Driver>, vol: Volume) -> Self {
+        VolumeGuard { driver: Some(driver), vol }
+    }
+
     /// Keeps the volume.
     pub fn disarm(mut self) {
         self.driver = None;

@@ -6,12 +6,12 @@
 use super::{tables, Db, DbError, WriteTx};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 type Migration = fn(&WriteTx<'_>) -> Result<(), DbError>;
 
 /// `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-const MIGRATIONS: &[Migration] = &[initial, certificates];
+const MIGRATIONS: &[Migration] = &[initial, certificates, storage];
 
 /// Version 0 → 1: the default project with its default profile.
 fn initial(tx: &WriteTx<'_>) -> Result<(), DbError> {
@@ -24,6 +24,12 @@ fn initial(tx: &WriteTx<'_>) -> Result<(), DbError> {
 /// Version 1 → 2: the `certificates` table (redb creates tables on first write, so
 /// nothing is written here; the version records that the table may exist).
 fn certificates(_tx: &WriteTx<'_>) -> Result<(), DbError> {
+    Ok(())
+}
+
+/// Version 2 → 3: images, aliases, snapshots, backups and custom volumes tables (created
+/// on first write, like `certificates`).
+fn storage(_tx: &WriteTx<'_>) -> Result<(), DbError> {
     Ok(())
 }
 

@@ -69,6 +69,16 @@ pub mod tables {
     pub const POOLS: Table<crate::daemon::PoolRecord> = Table::new("pools");
     /// Trusted client certificates by SHA-256 fingerprint.
     pub const CERTIFICATES: Table<crate::daemon::certificates::Certificate> = Table::new("certificates");
+    /// Images by `project/fingerprint`.
+    pub const IMAGES: Table<crate::daemon::ImageRecord> = Table::new("images");
+    /// Image aliases by `project/name`.
+    pub const IMAGE_ALIASES: Table<crate::daemon::AliasRecord> = Table::new("image_aliases");
+    /// Instance snapshots by `project/instance/snapshot`.
+    pub const SNAPSHOTS: Table<crate::daemon::SnapshotRecord> = Table::new("snapshots");
+    /// Instance backups by `project/instance/backup`.
+    pub const BACKUPS: Table<crate::daemon::BackupRecord> = Table::new("backups");
+    /// Custom volumes (and their snapshots) by `pool/project/name[/snapshot]`.
+    pub const VOLUMES: Table<crate::daemon::VolumeRecord> = Table::new("volumes");
 }
 
 /// The open database.

@@ -143,6 +143,18 @@ fn rejects_absolute_path() {
 }
 
 #[test]
+fn leading_slash_inside_the_layout_is_stripped_like_gnu_tar() {
+    let mut t = TarMaker::new();
+    t.file("metadata.yaml", b"architecture: x86_64\n");
+    t.dir("rootfs", 0o755);
+    t.file("/rootfs/etc-inittab", b"::sysinit:/bin/true\n");
+    let dir = tempfile::tempdir().unwrap();
+    let mut u = Unpacker::new(dir.path(), UnpackOptions::default()).unwrap();
+    u.unpack(std::io::Cursor::new(t.finish()), "").unwrap();
+    assert_eq!(std::fs::read(dir.path().join("rootfs/etc-inittab")).unwrap(), b"::sysinit:/bin/true\n");
+}
+
+#[test]
 fn never_writes_through_a_symlink_created_by_the_archive() {
     let outside = tempfile::tempdir().unwrap();
     let mut t = TarMaker::new();

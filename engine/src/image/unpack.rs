@@ -135,6 +135,7 @@ impl Unpacker {
         if self.stats.entries > self.opts.max_entries {
             return Err(Error::TooLarge { entry: name, limit: format!("{} entries", self.opts.max_entries) });
         }
+        let raw = if prefix.is_empty() && strip.is_empty() { strip_root_in_layout(raw) } else { raw };
         let rel = normalize(&raw).map_err(|reason| Error::Unsafe { entry: name.clone(), reason })?;
         let Some((leaf, parent_rel)) = rel.split_last() else {
             return Ok(()); // "./": the destination itself.
@@ -361,6 +362,26 @@ fn strip_prefix(raw: &[u8], strip: &[u8]) -> Option<Vec<u8>> {
         None => Some(Vec::new()),
         Some(b'/') => Some(rest[1..].to_vec()),
         Some(_) => None,
+    }
+}
+
+/// GNU tar, and so LXD, strips a leading `/` from member names, and images in the wild
+/// (pylxd's test image has `/rootfs/etc/inittab`) rely on it. It is stripped here only when
+/// the path stays inside the image layout (`/rootfs/…`, `/templates/…`); any other absolute
+/// path is still refused by [`normalize`].
+fn strip_root_in_layout(raw: Vec<u8>) -> Vec<u8> {
+    let trimmed: &[u8] = {
+        let mut t = raw.as_slice();
+        while let Some(rest) = t.strip_prefix(b"/") {
+            t = rest;
+        }
+        t
+    };
+    let first = trimmed.split(|b| *b == b'/').next().unwrap_or_default();
+    if trimmed.len() < raw.len() && (first == b"rootfs" || first == b"templates") {
+        trimmed.to_vec()
+    } else {
+        raw
     }
 }
 

@@ -26,37 +26,10 @@ pub fn parse_size(value: &str, host_total: u64) -> Result<u64, UnitsError> {
         }
         return u64::try_from(u128::from(host_total) * u128::from(p) / 100).map_err(|_| bad());
     }
-    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" => 1000,
-        "MB" => 1000u64.pow(2),
-        "GB" => 1000u64.pow(3),
-        "TB" => 1000u64.pow(4),
-        "PB" => 1000u64.pow(5),
-        "EB" => 1000u64.pow(6),
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "PiB" => 1 << 50,
-        "EiB" => 1 << 60,
-        _ => return Err(bad()),
-    };
-    if num.is_empty() {
+    if v.is_empty() {
         return Err(bad());
     }
-    if num.contains('.') {
-        let f: f64 = num.parse().map_err(|_| bad())?;
-        let bytes = f * mult as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-            return Err(bad());
-        }
-        return Ok(bytes as u64);
-    }
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    n.checked_mul(mult).ok_or_else(bad)
+    crate::config::parse_byte_size(v).map_err(|_| bad())
 }
 
 /// How many vCPUs `limits.cpu` asks for: a count (`"4"`) or a cpuset (`"0-3,6"`, counted).
@@ -162,7 +135,7 @@ mod tests {
         assert_eq!(parse_size("1GiB", 0), Ok(1 << 30));
         assert_eq!(parse_size("512MiB", 0), Ok(512 << 20));
         assert_eq!(parse_size("2GB", 0), Ok(2_000_000_000));
-        assert_eq!(parse_size("1.5GiB", 0), Ok(3 << 29));
+        assert!(parse_size("1.5GiB", 0).is_err(), "fractions are refused, as by validation");
         assert_eq!(parse_size("4096", 0), Ok(4096));
         assert_eq!(parse_size("100B", 0), Ok(100));
         assert_eq!(parse_size("50%", 8 << 30), Ok(4 << 30));

@@ -339,28 +339,13 @@ pub fn unmount(path: &Path) -> Result<()> {
     }
 }
 
-/// Parses LXD sizes: bytes, or a number with kB/MB/GB/TB (powers of 1000) or
-/// KiB/MiB/GiB/TiB (powers of 1024); `B` alone is bytes.
+/// Parses LXD sizes exactly as validation does ([`crate::config::parse_byte_size`]).
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" | "KB" => 1000,
-        "MB" => 1000u64.pow(2),
-        "GB" => 1000u64.pow(3),
-        "TB" => 1000u64.pow(4),
-        "PB" => 1000u64.pow(5),
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "PiB" => 1 << 50,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    if s.is_empty() {
+        return None;
+    }
+    crate::config::parse_byte_size(s).ok()
 }
 
 /// Renames `from` to `to`, failing if `to` exists.
@@ -387,7 +372,6 @@ mod tests {
         assert_eq!(parse_size("10B"), Some(10));
         assert_eq!(parse_size("2MiB"), Some(2 << 20));
         assert_eq!(parse_size("3GB"), Some(3_000_000_000));
-        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
         assert_eq!(parse_size("abc"), None);
         assert_eq!(parse_size("1XB"), None);
     }

@@ -1,0 +1,298 @@
+//! Instance backups: records of what to back up (name, expiry, instance_only,
+//! optimized_storage, compression). The tarball itself is produced when it is exported and
+//! streamed straight to the client, so no copy of the instance is ever staged on disk.
+//! Import restores a tarball into a pool and recreates the instance and snapshot records.
+
+use std::io::{Read, Write};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{instance_volume, Daemon, Model, SnapshotRecord};
+use crate::backup::{self, ExportRequest, ImportRequest};
+use crate::config;
+use crate::db::tables;
+use crate::error::{Error, Result};
+use crate::image::Compression;
+use crate::model::{scoped_key, InstanceRecord};
+use crate::snapshot_rules;
+
+/// A backup of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub name: String,
+    pub instance: String,
+    pub project: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub instance_only: bool,
+    #[serde(default)]
+    pub optimized_storage: bool,
+    #[serde(default)]
+    pub compression: String,
+}
+
+impl BackupRecord {
+    /// The database key.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.project, self.instance, self.name)
+    }
+}
+
+impl From<backup::Error> for Error {
+    fn from(e: backup::Error) -> Self {
+        match e {
+            backup::Error::Image(i) => i.into(),
+            backup::Error::Storage(s) => s.into(),
+            backup::Error::AlreadyExists { .. } => Error::conflict(e.to_string()),
+            backup::Error::Io { .. } | backup::Error::StreamSize { .. } => Error::internal(format!("{e}: {}", source_chain(&e))),
+            _ => Error::bad(e.to_string()),
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut s = e.source();
+    while let Some(x) = s {
+        out.push(x.to_string());
+        s = x.source();
+    }
+    out.join(": ")
+}
+
+/// What `lxc export` embeds in index.yaml so `lxc import` can rebuild the records.
+#[derive(Serialize, Deserialize)]
+struct Embedded {
+    container: InstanceRecord,
+    #[serde(default)]
+    snapshots: Vec<SnapshotRecord>,
+}
+
+impl Model {
+    /// An instance's backups, oldest first.
+    pub fn backups_of(&self, project: &str, instance: &str) -> Vec<&BackupRecord> {
+        let prefix = format!("{}/", scoped_key(project, instance));
+        let mut v: Vec<&BackupRecord> =
+            self.backups.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, b)| b).collect();
+        v.sort_by_key(|b| b.created_at);
+        v
+    }
+
+    /// One backup.
+    pub fn backup(&self, project: &str, instance: &str, name: &str) -> Option<&BackupRecord> {
+        self.backups.get(&format!("{}/{name}", scoped_key(project, instance)))
+    }
+}
+
+impl Daemon {
+    /// Records a backup; returns its name.
+    pub fn create_backup(&self, project: &str, instance: &str, mut rec: BackupRecord) -> Result<String> {
+        let mut tx = self.txn();
+        let m = tx.model();
+        let inst = m.instance(project, instance).ok_or_else(|| Error::not_found("Instance not found"))?;
+        let existing: Vec<String> = m.backups_of(project, instance).iter().map(|b| b.name.clone()).collect();
+        if rec.name.is_empty() {
+            rec.name = snapshot_rules::next_snapshot_name("backup%d", &existing).map_err(|e| Error::bad(e.to_string()))?;
+        }
+        if rec.name.contains('/') {
+            return Err(Error::bad("Backup names may not contain slashes"));
+        }
+        if existing.contains(&rec.name) {
+            return Err(Error::conflict(format!("Backup \"{}\" already exists", rec.name)));
+        }
+        if Compression::parse(&rec.compression).is_none() {
+            return Err(Error::bad(format!("Unsupported compression algorithm \"{}\"", rec.compression)));
+        }
+        if rec.optimized_storage {
+            let pool = m.root_pool(inst)?;
+            drop(m);
+            if !self.pool_driver(&pool)?.info().optimized_backups {
+                rec.optimized_storage = false;
+            }
+        } else {
+            drop(m);
+        }
+        rec.instance = instance.to_string();
+        rec.project = project.to_string();
+        let key = rec.key();
+        tx.commit(|db| db.put(&tables::BACKUPS, &key, &rec), |m| {
+            m.backups.insert(key.clone(), rec.clone());
+        })?;
+        self.events.lifecycle(project, "instance-backup-created", &backup_url(project, instance, &rec.name), json!({}));
+        Ok(rec.name)
+    }
+
+    /// Deletes a backup record.
+    pub fn delete_backup(&self, project: &str, instance: &str, name: &str) -> Result<()> {
+        let mut tx = self.txn();
+        let rec = tx.model().backup(project, instance, name).cloned().ok_or_else(|| Error::not_found("Backup not found"))?;
+        let key = rec.key();
+        tx.commit(|db| db.delete(&tables::BACKUPS, &key), |m| {
+            m.backups.remove(&key);
+        })?;
+        self.events.lifecycle(project, "instance-backup-deleted", &backup_url(project, instance, name), json!({}));
+        Ok(())
+    }
+
+    /// Renames a backup.
+    pub fn rename_backup(&self, project: &str, instance: &str, name: &str, new: &str) -> Result<()> {
+        if new.is_empty() || new.contains('/') {
+            return Err(Error::bad(format!("Invalid backup name \"{new}\"")));
+        }
+        let mut tx = self.txn();
+        let m = tx.model();
+        let mut rec = m.backup(project, instance, name).cloned().ok_or_else(|| Error::not_found("Backup not found"))?;
+        if m.backup(project, instance, new).is_some() {
+            return Err(Error::conflict(format!("Backup \"{new}\" already exists")));
+        }
+        drop(m);
+        let old = rec.key();
+        rec.name = new.to_string();
+        let key = rec.key();
+        tx.commit(
+            |db| {
+                db.delete(&tables::BACKUPS, &old)?;
+                db.put(&tables::BACKUPS, &key, &rec)
+            },
+            |m| {
+                m.backups.remove(&old);
+                m.backups.insert(key.clone(), rec.clone());
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Deletes every expired backup record.
+    pub fn prune_expired_backups(&self, now: DateTime<Utc>) -> usize {
+        let expired: Vec<BackupRecord> =
+            self.model().backups.values().filter(|b| b.expires_at.is_some_and(|e| e <= now && e > crate::model::zero_time())).cloned().collect();
+        expired.iter().filter(|b| self.delete_backup(&b.project, &b.instance, &b.name).is_ok()).count()
+    }
+
+    /// Writes the backup tarball of `name` into `out` (blocking; streamed by the caller).
+    pub fn export_backup(&self, project: &str, instance: &str, name: &str, out: &mut dyn Write) -> Result<()> {
+        let (inst, rec, snaps, pool) = {
+            let m = self.model();
+            let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
+            let rec = m.backup(project, instance, name).cloned().ok_or_else(|| Error::not_found("Backup not found"))?;
+            let snaps: Vec<SnapshotRecord> =
+                if rec.instance_only { Vec::new() } else { m.snapshots_of(project, instance).into_iter().cloned().collect() };
+            let pool = m.root_pool(&inst)?;
+            (inst, rec, snaps, pool)
+        };
+        let driver = self.pool_driver(&pool)?;
+        let embedded = Embedded { container: inst.clone(), snapshots: snaps.clone() };
+        let config = serde_yaml::to_value(&embedded).map_err(|e| Error::internal(e.to_string()))?;
+        let req = ExportRequest {
+            driver: driver.as_ref(),
+            volume: &instance_volume(&inst),
+            snapshots: snaps.iter().map(|s| s.name.clone()).collect(),
+            optimized: rec.optimized_storage && driver.info().optimized_backups,
+            compression: Compression::parse(&rec.compression).unwrap_or(Compression::Gzip),
+            config: Some(config),
+        };
+        backup::export(&req, out)?;
+        Ok(())
+    }
+
+    /// Restores a backup tarball as a new instance (`POST /1.0/instances`, octet-stream).
+    pub fn import_backup(&self, project: &str, pool: Option<&str>, name: Option<&str>, input: &mut dyn Read) -> Result<String> {
+        let pool = match pool.filter(|p| !p.is_empty()) {
+            Some(p) => p.to_string(),
+            None => self.model().default_root_pool(project).ok_or_else(|| Error::bad("No storage pool to import into"))?,
+        };
+        if let Some(n) = name {
+            config::valid_instance_name(n)?;
+            if self.model().instance(project, n).is_some() {
+                return Err(Error::conflict(format!("Instance \"{n}\" already exists")));
+            }
+        }
+        let driver = self.pool_driver(&pool)?;
+        let req = ImportRequest { driver: driver.as_ref(), project, name, opts: super::images::unpack_options() };
+        let imported = backup::import(&req, input)?;
+        let guard = super::VolumeGuard::armed(driver.clone(), imported.volume.clone());
+        let new_name = imported.volume.name.clone();
+        let embedded: Option<Embedded> = imported.info.config.clone().and_then(|c| serde_yaml::from_value(c).ok());
+        let now = Utc::now();
+        let mut inst = match &embedded {
+            Some(e) => e.container.clone(),
+            None => InstanceRecord {
+                name: new_name.clone(),
+                project: project.to_string(),
+                instance_type: match imported.volume.vtype {
+                    crate::storage::VolumeType::VirtualMachine => config::InstanceType::VirtualMachine,
+                    _ => config::InstanceType::Container,
+                },
+                architecture: super::host_architecture().to_string(),
+                config: Default::default(),
+                devices: Default::default(),
+                profiles: vec!["default".into()],
+                ephemeral: false,
+                stateful: false,
+                description: String::new(),
+                created_at: now,
+                last_used_at: crate::model::zero_time(),
+            },
+        };
+        inst.name = new_name.clone();
+        inst.project = project.to_string();
+        for d in inst.devices.values_mut() {
+            if config::is_root_disk(d) {
+                d.insert("pool".into(), pool.clone());
+            }
+        }
+        let mut snaps: Vec<SnapshotRecord> = Vec::new();
+        for s in &imported.info.snapshots {
+            let found = embedded.as_ref().and_then(|e| e.snapshots.iter().find(|r| &r.name == s)).cloned();
+            let mut rec = found.unwrap_or_else(|| SnapshotRecord::capture(&inst, s, None));
+            rec.instance = new_name.clone();
+            rec.project = project.to_string();
+            for d in rec.devices.values_mut() {
+                if config::is_root_disk(d) {
+                    d.insert("pool".into(), pool.clone());
+                }
+            }
+            snaps.push(rec);
+        }
+        let mut tx = self.txn();
+        let m = tx.model();
+        if m.instance(project, &new_name).is_some() {
+            return Err(Error::conflict(format!("Instance \"{new_name}\" already exists")));
+        }
+        if m.root_pool(&inst).ok().as_deref() != Some(pool.as_str()) {
+            inst.devices.insert(
+                "root".into(),
+                [("type", "disk"), ("path", "/"), ("pool", pool.as_str())].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            );
+        }
+        drop(m);
+        let key = scoped_key(project, &new_name);
+        tx.commit(
+            |db| {
+                db.put(&tables::INSTANCES, &key, &inst)?;
+                for s in &snaps {
+                    db.put(&tables::SNAPSHOTS, &s.key(), s)?;
+                }
+                Ok(())
+            },
+            |m| {
+                m.instances.insert(key.clone(), inst.clone());
+                for s in &snaps {
+                    m.snapshots.insert(s.key(), s.clone());
+                }
+            },
+        )?;
+        guard.disarm();
+        self.events.lifecycle(project, "instance-created", &Model::instance_url(project, &new_name), json!({}));
+        Ok(new_name)
+    }
+}
+
+/// The URL of a backup.
+pub fn backup_url(project: &str, instance: &str, name: &str) -> String {
+    super::with_project(format!("/1.0/instances/{instance}/backups/{name}"), project)
+}
