@@ -453,3 +453,34 @@ fn console_roundtrip(d: &Daemon, name: &str) {
     let w = d.get(&format!("/1.0/operations/{id}/wait?timeout=10"))["metadata"].clone();
     assert_eq!(w["status"], "Success", "{w}");
 }
+
+#[test]
+fn lxc_launch_from_busybox_image() {
+    if !can_run("lxc_launch_from_busybox_image") {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    // A unified image tarball: metadata.yaml + rootfs/.
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(&tmp.path().join("rootfs"));
+    std::fs::write(tmp.path().join("metadata.yaml"), "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  os: busybox\n").unwrap();
+    let tarball = tmp.path().join("bb.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(tmp.path())
+        .arg("-czf")
+        .arg(&tarball)
+        .args(["metadata.yaml", "rootfs"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar failed");
+    d.lxc_ok(&["image", "import", tarball.to_str().unwrap(), "--alias", "bb"]);
+    d.lxc_ok(&["launch", "bb", "l1"]);
+    assert_eq!(status(&d, "l1"), "Running");
+    assert_eq!(exec(&d, "l1", &["echo", "from-image"]).1, "from-image\n");
+    let (_, map, _) = exec(&d, "l1", &["cat", "/proc/self/uid_map"]);
+    assert_ne!(map.split_whitespace().nth(1), Some("0"), "{map}");
+    d.lxc_ok(&["delete", "-f", "l1"]);
+}
