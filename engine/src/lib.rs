@@ -34,6 +34,7 @@ pub mod events;
 pub mod filter;
 pub mod idmap;
 pub mod image;
+pub mod instance;
 pub mod model;
 pub mod operations;
 pub mod snapshot_rules;

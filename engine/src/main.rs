@@ -77,6 +77,9 @@ async fn run_daemon(cli: &Cli) -> anyhow::Result<()> {
     let h = hub.clone();
     let daemon = tokio::task::spawn_blocking(move || Daemon::open(&d, h)).await??;
     let daemon = Arc::new(daemon);
+    // Adopt instances left running and autostart, before serving.
+    let rd = daemon.clone();
+    tokio::task::spawn_blocking(move || rd.start_runtime()).await?;
     berth_engine::daemon::scheduler::spawn(daemon.clone());
     let socket = cli.data_dir.join("unix.socket");
     let listener = api::listener::bind_unix(&socket)?;

@@ -164,34 +164,60 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
         ctx.daemon.require_project(&project)?;
     }
     match (ctx.method.clone(), rest) {
-        (Method::GET, []) => list(&ctx).await,
+        (Method::GET, []) => {
+            let live = if ctx.recursion() > 1 {
+                let all = ctx.query_bool("all-projects");
+                let running: Vec<(String, String)> = {
+                    let m = ctx.daemon.model();
+                    m.power
+                        .keys()
+                        .filter_map(|k| k.split_once('/'))
+                        .filter(|(p, _)| all || *p == project)
+                        .map(|(p, n)| (p.to_string(), n.to_string()))
+                        .collect()
+                };
+                super::instance_state::live_states(&ctx.daemon, running).await
+            } else {
+                Default::default()
+            };
+            list(&ctx, &live).await
+        }
+        (Method::PUT, []) => super::instance_state::bulk(ctx).await,
         (Method::POST, []) => create(ctx).await,
         (Method::GET, [name]) => {
             hidden_check(&ctx, &project, name).await?;
-            let m = ctx.daemon.model();
-            let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
-            Ok(Reply::SyncEtag(render_instance(&m, i, ctx.recursion() > 0), instance_etag(i)))
+            let (mut v, etag) = {
+                let m = ctx.daemon.model();
+                let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
+                (render_instance(&m, i, ctx.recursion() > 0), instance_etag(i))
+            };
+            if ctx.recursion() > 0 {
+                super::instance_state::fill_live(&ctx.daemon, std::slice::from_mut(&mut v)).await;
+            }
+            Ok(Reply::SyncEtag(v, etag))
         }
         (Method::PUT | Method::PATCH, [name]) => update(ctx, name).await,
         (Method::DELETE, [name]) => {
             let d = ctx.daemon.clone();
             let (p, n) = (project.clone(), name.to_string());
-            blocking(move || d.delete_instance(&p, &n)).await?;
+            blocking(move || d.delete_instance(&p, &n).map(|_| d.forget_instance(&p, &n))).await?;
             let spec = OpSpec::task("Deleting instance", &project, "instances", vec![Model::instance_url(&project, name)]);
             Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
         }
         (Method::POST, [name]) => rename(ctx, name).await,
         (Method::GET, [name, "state"]) => {
-            let m = ctx.daemon.model();
-            let i = m.instance(&project, name).ok_or_else(|| Error::not_found("Instance not found"))?;
-            Ok(Reply::Sync(render_state(&m, i)))
-        }
-        (Method::PUT, [name, "state"]) => {
             get_record(&ctx, name)?;
-            Err(Error::NotOperational(
-                "Instance driver is not operational on this server: no container or VM driver is built in yet".into(),
-            ))
+            let (d, n) = (ctx.daemon.clone(), name.to_string());
+            Ok(Reply::Sync(blocking(move || super::instance_state::state_of(&d, &project, &n)).await?))
         }
+        (Method::PUT, [name, "state"]) => super::instance_state::put(ctx, name).await,
+        (Method::POST, [name, "exec"]) => super::exec::exec(ctx, name).await,
+        (_, [name, "console"]) => super::console::route(ctx, name).await,
+        (_, [name, "files"]) => {
+            get_record(&ctx, name)?;
+            super::files::route(ctx, name).await
+        }
+        (Method::GET | Method::DELETE, [name, "logs", "exec-output", file]) => super::exec::output_log(ctx, name, file).await,
         (_, [name, "snapshots", rest @ ..]) => {
             let name = name.to_string();
             super::snapshots::route(ctx, &name, rest).await
@@ -227,7 +253,7 @@ async fn hidden_check(ctx: &Ctx, project: &str, name: &str) -> Result<()> {
     }
 }
 
-async fn list(ctx: &Ctx) -> Result<Reply> {
+async fn list(ctx: &Ctx, live: &std::collections::HashMap<String, Value>) -> Result<Reply> {
     let filter = match ctx.query.get("filter").filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(Filter::parse(f)?),
         None => None,
@@ -261,7 +287,13 @@ async fn list(ctx: &Ctx) -> Result<Reply> {
                 continue;
             }
             let power = m.power(&i.project, &i.name);
-            let render = || serde_json::to_vec(&render_instance(&m, i, full)).unwrap_or_default();
+            let render = || {
+                let mut v = render_instance(&m, i, full);
+                if let (true, Some(st)) = (full, live.get(key)) {
+                    super::instance_state::apply_live(&mut v, st);
+                }
+                serde_json::to_vec(&v).unwrap_or_default()
+            };
             if out.len() > 1 {
                 out.push(b',');
             }
@@ -281,7 +313,15 @@ async fn list(ctx: &Ctx) -> Result<Reply> {
         if !wanted(i) || !sel.visible(&i.project, &i.name) {
             continue;
         }
-        let rendered = if recursion > 0 || filter.is_some() { Some(render_instance(&m, i, recursion > 1)) } else { None };
+        let rendered = if recursion > 0 || filter.is_some() {
+            let mut v = render_instance(&m, i, recursion > 1);
+            if let (true, Some(st)) = (recursion > 1, live.get(&crate::model::scoped_key(&i.project, &i.name))) {
+                super::instance_state::apply_live(&mut v, st);
+            }
+            Some(v)
+        } else {
+            None
+        };
         if let (Some(f), Some(r)) = (&filter, &rendered) {
             if !f.matches_with(r, &sel.resolver(&i.project, &i.name)) {
                 continue;
@@ -396,7 +436,7 @@ async fn update(mut ctx: Ctx, name: &str) -> Result<Reply> {
     };
     let d = ctx.daemon.clone();
     let (p, n) = (project.clone(), name.to_string());
-    blocking(move || d.update_instance(&p, &n, upd)).await?;
+    blocking(move || d.update_instance(&p, &n, upd).and_then(|_| d.apply_instance_update(&p, &n))).await?;
     let spec = OpSpec::task("Updating instance", &project, "instances", vec![Model::instance_url(&project, name)]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
 }
@@ -410,7 +450,7 @@ async fn rename(mut ctx: Ctx, name: &str) -> Result<Reply> {
     }
     let d = ctx.daemon.clone();
     let (p, n, new) = (project.clone(), name.to_string(), req.name.clone());
-    blocking(move || d.rename_instance(&p, &n, &new)).await?;
+    blocking(move || d.rename_instance(&p, &n, &new).map(|_| d.forget_instance(&p, &n))).await?;
     let spec = OpSpec::task("Renaming instance", &project, "instances", vec![Model::instance_url(&project, &req.name)]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
 }

@@ -4,7 +4,11 @@
 pub mod auth;
 mod backups;
 mod certificates;
+mod console;
 mod events;
+mod exec;
+mod files;
+mod instance_state;
 mod images;
 mod instances;
 mod operations;
@@ -19,6 +23,7 @@ pub mod stream;
 mod volumes;
 pub mod listener;
 pub mod tls;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;

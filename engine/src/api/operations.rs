@@ -21,6 +21,7 @@ pub async fn route(ctx: Ctx, rest: &[&str]) -> Result<Reply> {
             op.cancel()?;
             Ok(Reply::Sync(json!({})))
         }
+        (&Method::GET, [id, "websocket"]) => super::websocket::connect(ctx, id).await,
         (&Method::GET, [id, "wait"]) => {
             let op = find(&ctx, id)?;
             let timeout = match ctx.query.get("timeout") {

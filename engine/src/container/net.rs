@@ -106,9 +106,97 @@ pub(crate) fn detach(host_name: &str) {
     }
 }
 
-/// Interfaces of the namespace with addresses (from `ip -j addr`) and counters (from
-/// /proc/<pid>/net/dev, which shows the namespace of `pid`).
+/// Interfaces of the namespace with addresses and counters (from /proc/<pid>/net/dev,
+/// which shows the namespace of `pid`). Addresses come from getifaddrs(3) on a short-lived
+/// thread that joined the namespace (no process spawn: `lxc list` asks this for every
+/// running container); `ip -j addr` is the fallback.
 pub(crate) fn interfaces(pid: i32, netns: BorrowedFd<'_>) -> Result<BTreeMap<String, NetInterface>, Error> {
+    let mut out = match addresses_in(netns) {
+        Ok(m) => m,
+        Err(_) => addresses_by_ip(netns)?,
+    };
+    add_counters(pid, &mut out)?;
+    Ok(out)
+}
+
+fn scope_of(addr: &std::net::IpAddr) -> &'static str {
+    match addr {
+        std::net::IpAddr::V4(a) if a.is_loopback() => "local",
+        std::net::IpAddr::V4(a) if a.is_link_local() => "link",
+        std::net::IpAddr::V6(a) if a.is_loopback() => "local",
+        std::net::IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => "link",
+        _ => "global",
+    }
+}
+
+/// getifaddrs + SIOCGIFMTU inside the namespace, on a thread of its own (setns of the
+/// network namespace only affects the calling thread).
+fn addresses_in(netns: BorrowedFd<'_>) -> Result<BTreeMap<String, NetInterface>, Error> {
+    use nix::net::if_::InterfaceFlags;
+    let ns = netns.try_clone_to_owned().map_err(super::ioe("dup netns"))?;
+    let h = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || -> Result<BTreeMap<String, NetInterface>, String> {
+        crate::sys::setns(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        let mut out: BTreeMap<String, NetInterface> = BTreeMap::new();
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        for ifa in nix::ifaddrs::getifaddrs().map_err(|e| e.to_string())? {
+            let ni = out.entry(ifa.interface_name.clone()).or_insert_with(|| {
+                // SAFETY: ifreq is plain old data; all-zero is a valid value.
+                let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+                for (d, b) in req.ifr_name.iter_mut().zip(ifa.interface_name.bytes().take(libc::IFNAMSIZ - 1)) {
+                    *d = b as libc::c_char;
+                }
+                // SAFETY: SIOCGIFMTU with a zeroed ifreq naming the interface.
+                let mtu = if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } == 0 {
+                    // SAFETY: the kernel filled the mtu member.
+                    unsafe { req.ifr_ifru.ifru_mtu }.max(0) as u64
+                } else {
+                    0
+                };
+                let f = ifa.flags;
+                NetInterface {
+                    mtu,
+                    state: if f.contains(InterfaceFlags::IFF_UP) { "up".into() } else { "down".into() },
+                    kind: if f.contains(InterfaceFlags::IFF_LOOPBACK) {
+                        "loopback".into()
+                    } else if f.contains(InterfaceFlags::IFF_POINTOPOINT) {
+                        "point-to-point".into()
+                    } else {
+                        "broadcast".into()
+                    },
+                    ..Default::default()
+                }
+            });
+            let Some(addr) = ifa.address else { continue };
+            if let Some(link) = addr.as_link_addr() {
+                if let Some(mac) = link.addr() {
+                    ni.hwaddr = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                }
+                continue;
+            }
+            let (ip, prefix): (std::net::IpAddr, u32) = if let Some(v4) = addr.as_sockaddr_in() {
+                let m = ifa.netmask.as_ref().and_then(|m| m.as_sockaddr_in()).map(|m| m.ip().to_bits().count_ones()).unwrap_or(32);
+                (std::net::IpAddr::V4(v4.ip()), m)
+            } else if let Some(v6) = addr.as_sockaddr_in6() {
+                let m = ifa.netmask.as_ref().and_then(|m| m.as_sockaddr_in6()).map(|m| m.ip().to_bits().count_ones()).unwrap_or(128);
+                (std::net::IpAddr::V6(v6.ip()), m)
+            } else {
+                continue;
+            };
+            ni.addresses.push(super::state::NetAddress {
+                family: if ip.is_ipv6() { "inet6".into() } else { "inet".into() },
+                address: ip.to_string(),
+                netmask: prefix.to_string(),
+                scope: scope_of(&ip).into(),
+            });
+        }
+        Ok(out)
+    });
+    let h = h.map_err(super::ioe("spawn netns reader"))?;
+    h.join().map_err(|_| Error::Setup("netns reader panicked".into()))?.map_err(Error::Setup)
+}
+
+/// Addresses from `ip -j addr` run inside the namespace.
+fn addresses_by_ip(netns: BorrowedFd<'_>) -> Result<BTreeMap<String, NetInterface>, Error> {
     let mut out = BTreeMap::new();
     let json = ip(&["-j", "addr", "show"], Some(netns))?;
     let v: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Setup(format!("ip -j addr: {e}")))?;
@@ -132,6 +220,10 @@ pub(crate) fn interfaces(pid: i32, netns: BorrowedFd<'_>) -> Result<BTreeMap<Str
         }
         out.insert(name.to_string(), ni);
     }
+    Ok(out)
+}
+
+fn add_counters(pid: i32, out: &mut BTreeMap<String, NetInterface>) -> Result<(), Error> {
     let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).map_err(super::ioe("read net/dev"))?;
     for line in dev.lines().skip(2) {
         let Some((name, rest)) = line.split_once(':') else { continue };
@@ -148,5 +240,5 @@ pub(crate) fn interfaces(pid: i32, netns: BorrowedFd<'_>) -> Result<BTreeMap<Str
             };
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -7,11 +7,13 @@
 
 mod backups;
 pub mod certificates;
+mod hooks;
 mod copy;
 mod image_aliases;
 pub mod images;
 mod instances;
 pub mod plugins;
+mod runtime;
 mod pools;
 pub mod scheduler;
 mod snapshots;
@@ -37,6 +39,7 @@ pub use images::{AliasRecord, ImageRecord, ImageUpdate, ImageUpload};
 pub use snapshots::SnapshotRecord;
 pub use volumes::{volume_key, VolumeRecord, VolumeUpdate};
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
+pub use runtime::{instance_error, timeout_of};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
 
 /// Runtime status of an instance, as LXD reports it.
@@ -173,6 +176,8 @@ pub struct Daemon {
     pools: RwLock<BTreeMap<String, (PoolRecord, LoadedPool)>>,
     /// WebAssembly plugins (validation, filters, lifecycle hooks).
     pub plugins: plugins::Plugins,
+    /// Loaded instance drivers and running-instance bookkeeping.
+    runtime: runtime::Runtime,
     /// Rendered JSON of records, reused while the model generation is unchanged.
     pub render_cache: RenderCache,
 }
@@ -272,6 +277,7 @@ impl Daemon {
             shutdown: tokio::sync::watch::channel(false).0,
             pools: RwLock::new(BTreeMap::new()),
             plugins,
+            runtime: runtime::Runtime::default(),
             render_cache: RenderCache::default(),
         };
         daemon.ensure_default_pool()?;

@@ -1,0 +1,486 @@
+//! Root tier: containers driven end to end by the real `lxc` 5.0.2 client against berthd.
+//!
+//! Instances are created empty (`lxc init --empty`) and their rootfs is filled with
+//! busybox on disk (`<data>/storage-pools/default/containers/<name>/rootfs`). Once the
+//! image API lands, `make_container` becomes `lxc init IMAGE NAME` and nothing else changes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_tests::{probe_program, probe_root, require, Daemon, Tier};
+use serde_json::{json, Value};
+
+fn can_run(test: &str) -> bool {
+    let probe = probe_root().and_then(|_| probe_program("busybox")).and_then(|_| probe_program("lxc")).and_then(|_| probe_program("ip"));
+    require(test, Tier::Root, probe)
+}
+
+fn which(p: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap()).map(|d| d.join(p)).find(|p| p.is_file()).unwrap()
+}
+
+/// A busybox root filesystem whose init echoes BOOTED/SHUTDOWN on the console.
+fn busybox_rootfs(r: &Path) {
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "mnt", "usr/bin"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let bb = which("busybox");
+    std::fs::copy(&bb, r.join("bin/busybox")).unwrap();
+    let list = std::process::Command::new(&bb).arg("--list").output().unwrap();
+    for app in String::from_utf8_lossy(&list.stdout).lines() {
+        if app != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", r.join("bin").join(app));
+        }
+    }
+    std::os::unix::fs::symlink("../bin/busybox", r.join("sbin/init")).unwrap();
+    std::fs::write(r.join("etc/inittab"), "::sysinit:/bin/echo BOOTED\n::respawn:/bin/sh\n::shutdown:/bin/echo SHUTDOWN\n").unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/tmp:/bin/sh\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\ntty:x:5:\nuser:x:1000:\n").unwrap();
+}
+
+/// Creates a stopped busybox container through `lxc` (config as `-c k=v`).
+fn make_container(d: &Daemon, name: &str, config: &[&str]) {
+    let mut args = vec!["init", "--empty", name];
+    for c in config {
+        args.push("-c");
+        args.push(c);
+    }
+    d.lxc_ok(&args);
+    busybox_rootfs(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
+}
+
+/// Kills every container a test left running (a failed assertion skips its stops):
+/// the pids come from the runtime state files, so this works without the daemon.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("containers")) else { return };
+        for dir in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(dir.path().join("state.json")) else { continue };
+            let Ok(st) = serde_json::from_str::<Value>(&text) else { continue };
+            for key in ["pid", "holder_pid"] {
+                if let Some(pid) = st[key].as_i64().filter(|p| *p > 1) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn status(d: &Daemon, name: &str) -> String {
+    d.get(&format!("/1.0/instances/{name}"))["metadata"]["status"].as_str().unwrap_or("").to_string()
+}
+
+fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["exec", name, "--"];
+    args.extend_from_slice(cmd);
+    let o = d.lxc(&args);
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn lxc_lifecycle_exec_freeze_stop_delete() {
+    if !can_run("lxc_lifecycle_exec_freeze_stop_delete") {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "c1", &["environment.FOO=bar"]);
+    assert_eq!(status(&d, "c1"), "Stopped");
+    d.lxc_ok(&["start", "c1"]);
+    assert_eq!(status(&d, "c1"), "Running");
+
+    // Unprivileged: the uid map inside is not the host's.
+    let (code, out, _) = exec(&d, "c1", &["cat", "/proc/self/uid_map"]);
+    assert_eq!(code, 0);
+    let host = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+    assert_ne!(out.split_whitespace().collect::<Vec<_>>(), host.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(out.split_whitespace().next(), Some("0"));
+    assert_ne!(out.split_whitespace().nth(1), Some("0"), "root inside maps to host root: {out}");
+
+    assert_eq!(exec(&d, "c1", &["echo", "hi"]), (0, "hi\n".to_string(), String::new()));
+    let (code, out, err) = exec(&d, "c1", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    let (code, out, _) = exec(&d, "c1", &["sh", "-c", "echo $FOO"]);
+    assert_eq!((code, out.trim()), (0, "bar"));
+    let o = d.lxc(&["exec", "c1", "--user", "1000", "--group", "1000", "--cwd", "/tmp", "--env", "X=y", "--", "sh", "-c", "id -u; id -g; pwd; echo $X"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\n1000\n/tmp\ny\n");
+    // stdin reaches the command and EOF ends it.
+    let o = d.lxc_stdin(&["exec", "c1", "--", "cat"], Some("piped input\n"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped input\n");
+    let (code, _, _) = exec(&d, "c1", &["no-such-command"]);
+    assert_eq!(code, 127);
+
+    // Volatile keys and last_used_at.
+    let inst = d.get("/1.0/instances/c1")["metadata"].clone();
+    assert_eq!(inst["config"]["volatile.last_state.power"], "RUNNING");
+    assert!(inst["config"]["volatile.idmap.current"].as_str().unwrap().contains("Hostid"));
+    assert!(inst["config"].get("volatile.last_state.idmap").is_some());
+    assert!(!inst["last_used_at"].as_str().unwrap().starts_with("1970"));
+
+    // State.
+    let st = d.get("/1.0/instances/c1/state")["metadata"].clone();
+    assert_eq!(st["status"], "Running");
+    assert!(st["pid"].as_i64().unwrap() > 0 && st["processes"].as_i64().unwrap() >= 1);
+    assert!(st["memory"]["usage"].as_i64().unwrap() > 0);
+    assert!(st["network"]["lo"].is_object());
+    let list = d.get("/1.0/instances?recursion=2")["metadata"].clone();
+    assert_eq!(list[0]["state"]["status"], "Running");
+    assert!(list[0]["state"]["pid"].as_i64().unwrap() > 0);
+
+    // Freeze; `lxc start` on a frozen container unfreezes it.
+    d.lxc_ok(&["pause", "c1"]);
+    assert_eq!(status(&d, "c1"), "Frozen");
+    assert_eq!(d.get("/1.0/instances/c1/state")["metadata"]["status"], "Frozen");
+    d.lxc_ok(&["start", "c1"]);
+    assert_eq!(status(&d, "c1"), "Running");
+
+    // Deleting a running instance is refused; `lxc delete -f` stops first.
+    let o = d.lxc(&["delete", "c1"]);
+    assert!(!o.status.success());
+
+    // Clean stop: init runs its shutdown actions.
+    d.lxc_ok(&["stop", "c1"]);
+    assert_eq!(status(&d, "c1"), "Stopped");
+    let log = d.lxc_ok(&["console", "c1", "--show-log"]);
+    assert!(log.contains("BOOTED") && log.contains("SHUTDOWN"), "{log}");
+    assert_eq!(d.get("/1.0/instances/c1")["metadata"]["config"]["volatile.last_state.power"], "STOPPED");
+    let o = d.lxc(&["stop", "c1"]);
+    assert!(!o.status.success(), "stopping a stopped instance must fail");
+
+    // Forced stop and restart.
+    d.lxc_ok(&["start", "c1"]);
+    d.lxc_ok(&["restart", "--force", "c1"]);
+    assert_eq!(status(&d, "c1"), "Running");
+    d.lxc_ok(&["stop", "--force", "c1"]);
+    assert_eq!(status(&d, "c1"), "Stopped");
+    d.lxc_ok(&["start", "c1"]);
+    d.lxc_ok(&["delete", "-f", "c1"]);
+    assert_eq!(d.req("GET", "/1.0/instances/c1", None).status, 404);
+
+    // Unknown action.
+    make_container(&d, "c2", &[]);
+    let r = d.req("PUT", "/1.0/instances/c2/state", Some(json!({"action": "dance"})));
+    assert_eq!(r.status, 400);
+
+    // Bulk state change (lxc start --all / stop --all).
+    d.lxc_ok(&["start", "--all"]);
+    assert_eq!(status(&d, "c2"), "Running");
+    d.lxc_ok(&["stop", "--all", "--force"]);
+    assert_eq!(status(&d, "c2"), "Stopped");
+
+    // Ephemeral: deleted when stopped.
+    d.lxc_ok(&["init", "--empty", "--ephemeral", "e1"]);
+    busybox_rootfs(&d.data_dir().join("storage-pools/default/containers/e1/rootfs"));
+    d.lxc_ok(&["start", "e1"]);
+    d.lxc_ok(&["stop", "-f", "e1"]);
+    eventually("ephemeral deletion", Duration::from_secs(10), || d.req("GET", "/1.0/instances/e1", None).status == 404);
+}
+
+#[test]
+fn lxc_limits_oom_pids_live_update() {
+    if !can_run("lxc_limits_oom_pids_live_update") {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "lim", &["limits.memory=64MB", "limits.memory.swap=false", "limits.processes=12"]);
+    d.lxc_ok(&["start", "lim"]);
+    // 200 MB in a 64 MB cgroup: only the command inside is killed.
+    let (code, _, _) = exec(&d, "lim", &["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"]);
+    assert_eq!(code, 137);
+    assert_eq!(status(&d, "lim"), "Running");
+    assert_eq!(exec(&d, "lim", &["echo", "alive"]).1, "alive\n");
+    // pids.max from limits.processes.
+    let (_, _, err) = exec(&d, "lim", &["sh", "-c", "for i in $(seq 20); do sleep 3 & done; wait; echo done"]);
+    assert!(err.contains("can't fork") || err.contains("Resource temporarily unavailable"), "{err}");
+    // Live update applies at once; a non-live key is refused while running.
+    d.lxc_ok(&["config", "set", "lim", "limits.processes", "40"]);
+    let (_, _, err) = exec(&d, "lim", &["sh", "-c", "for i in $(seq 20); do sleep 1 & done; wait; echo done"]);
+    assert!(!err.contains("can't fork"), "{err}");
+    let o = d.lxc(&["config", "set", "lim", "security.privileged", "true"]);
+    assert!(!o.status.success(), "non-live key accepted on a running instance");
+    d.lxc_ok(&["stop", "-f", "lim"]);
+}
+
+#[test]
+fn lxc_adoption_after_daemon_kill() {
+    if !can_run("lxc_adoption_after_daemon_kill") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "ad", &[]);
+    d.lxc_ok(&["start", "ad"]);
+    let pid = d.get("/1.0/instances/ad/state")["metadata"]["pid"].as_i64().unwrap();
+    d.kill9();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "container died with the daemon");
+    d.spawn();
+    assert_eq!(status(&d, "ad"), "Running");
+    assert_eq!(d.get("/1.0/instances/ad/state")["metadata"]["pid"].as_i64().unwrap(), pid);
+    assert_eq!(exec(&d, "ad", &["echo", "again"]).1, "again\n");
+    let log = d.lxc_ok(&["console", "ad", "--show-log"]);
+    assert!(log.contains("BOOTED"), "{log}");
+    d.lxc_ok(&["stop", "-f", "ad"]);
+    assert_eq!(status(&d, "ad"), "Stopped");
+    // Gone, or a zombie waiting for whoever inherited it when the old daemon died.
+    eventually("init exit", Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+    });
+    // boot.autostart: started when the daemon starts.
+    d.lxc_ok(&["config", "set", "ad", "boot.autostart", "true"]);
+    d.kill9();
+    d.spawn();
+    eventually("autostart", Duration::from_secs(10), || status(&d, "ad") == "Running");
+    d.lxc_ok(&["stop", "-f", "ad"]);
+}
+
+#[test]
+fn lxc_files_push_pull_symlinks() {
+    if !can_run("lxc_files_push_pull_symlinks") {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "f", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.txt");
+    std::fs::write(&src, "pushed\n").unwrap();
+    // Stopped container.
+    d.lxc_ok(&["file", "push", src.to_str().unwrap(), "f/root/a.txt"]);
+    let dst = tmp.path().join("out.txt");
+    d.lxc_ok(&["file", "pull", "f/root/a.txt", dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&dst).unwrap(), "pushed\n");
+    d.lxc_ok(&["start", "f"]);
+    // Owned by container root, which is not host root.
+    assert_eq!(exec(&d, "f", &["stat", "-c", "%u:%g", "/root/a.txt"]).1.trim(), "0:0");
+    // Running container: push with ownership, mkdir -p, delete.
+    d.lxc_ok(&["file", "push", "--uid", "1000", "--gid", "1000", "--mode", "0600", src.to_str().unwrap(), "f/tmp/u.txt"]);
+    assert_eq!(exec(&d, "f", &["stat", "-c", "%u:%g:%a", "/tmp/u.txt"]).1.trim(), "1000:1000:600");
+    d.lxc_ok(&["file", "push", "-p", src.to_str().unwrap(), "f/x/y/z.txt"]);
+    assert_eq!(exec(&d, "f", &["cat", "/x/y/z.txt"]).1, "pushed\n");
+    d.lxc_ok(&["file", "delete", "f/x/y/z.txt"]);
+    assert_ne!(exec(&d, "f", &["test", "-e", "/x/y/z.txt"]).0, 0);
+    // Headers and directory listing.
+    let r = d.raw("GET", "/1.0/instances/f/files?path=/tmp/u.txt", &[], vec![]);
+    assert_eq!((r.header("x-lxd-uid").as_deref(), r.header("x-lxd-mode").as_deref(), r.header("x-lxd-type").as_deref()), (Some("1000"), Some("0600"), Some("file")));
+    let r = d.raw("GET", "/1.0/instances/f/files?path=/x", &[], vec![]);
+    assert_eq!(r.json()["metadata"], json!(["y"]));
+    // Append.
+    let r = d.raw("POST", "/1.0/instances/f/files?path=/tmp/u.txt", &[("X-LXD-write", "append")], b"more\n".to_vec());
+    assert_eq!(r.status, 200);
+    assert_eq!(exec(&d, "f", &["cat", "/tmp/u.txt"]).1, "pushed\nmore\n");
+    let r = d.raw("POST", "/1.0/instances/f/files?path=/tmp/u.txt", &[("X-LXD-write", "bogus")], vec![]);
+    assert_eq!(r.status, 400);
+    // Symlinks: created and reported as such; an escaping link stays inside the root.
+    let r = d.raw("POST", "/1.0/instances/f/files?path=/escape", &[("X-LXD-type", "symlink")], b"/../../../../../../tmp".to_vec());
+    assert_eq!(r.status, 200);
+    let r = d.raw("GET", "/1.0/instances/f/files?path=/escape", &[], vec![]);
+    assert_eq!((r.header("x-lxd-type").as_deref(), &r.body[..]), (Some("symlink"), &b"/../../../../../../tmp"[..]));
+    let marker = format!("berth-escape-{}", std::process::id());
+    d.lxc_ok(&["file", "push", src.to_str().unwrap(), &format!("f/escape/{marker}")]);
+    assert!(!Path::new("/tmp").join(&marker).exists(), "push escaped the container root");
+    assert_eq!(exec(&d, "f", &["cat", &format!("/tmp/{marker}")]).1, "pushed\n");
+    let r = d.raw("GET", "/1.0/instances/f/files?path=/escape/../../etc/hostname", &[], vec![]);
+    assert_ne!(r.status, 200, "read outside the root");
+    d.lxc_ok(&["stop", "-f", "f"]);
+}
+
+#[test]
+fn lxc_interactive_exec_and_websocket_protocol() {
+    if !can_run("lxc_interactive_exec_and_websocket_protocol") || !require("lxc_interactive", Tier::Root, probe_program("script")) {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "i", &[]);
+    d.lxc_ok(&["start", "i"]);
+    // `script` gives lxc a tty, so it asks for an interactive session with a pty.
+    let conf = d.data_dir().join("lxc-conf");
+    let o = std::process::Command::new("script")
+        .args(["-qec", "lxc exec i -- sh -c 'tty; stty size; exit 5'", "/dev/null"])
+        .env("LXD_SOCKET", &d.socket)
+        .env("LXD_CONF", &conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert_eq!(o.status.code(), Some(5), "{out}");
+
+    // Background exec with recorded output.
+    let r = d.req("POST", "/1.0/instances/i/exec", Some(json!({"command": ["sh", "-c", "echo rec; echo rerr >&2; exit 4"], "wait-for-websocket": false, "record-output": true, "interactive": false, "environment": null, "user": null, "group": null, "cwd": null})));
+    let op = d.wait_op(&r);
+    assert_eq!(op["metadata"]["return"], 4, "{op}");
+    let url = op["metadata"]["output"]["1"].as_str().unwrap().to_string();
+    let r = d.raw("GET", &url, &[], vec![]);
+    assert_eq!(&r.body[..], b"rec\n");
+
+    // Websocket op: secrets.
+    let r = d.req("POST", "/1.0/instances/i/exec", Some(json!({"command": ["true"], "wait-for-websocket": true, "interactive": false})));
+    assert_eq!(r.status, 202);
+    let body: Value = r.json();
+    assert_eq!(body["metadata"]["class"], "websocket");
+    let fds = body["metadata"]["metadata"]["fds"].clone();
+    assert!(fds["0"].is_string() && fds["1"].is_string() && fds["2"].is_string() && fds["control"].is_string());
+    let id = body["metadata"]["id"].as_str().unwrap();
+    assert_eq!(d.req("GET", &format!("/1.0/operations/{id}/websocket?secret=wrong"), None).status, 403);
+    assert_eq!(d.req("GET", &format!("/1.0/operations/{id}/websocket"), None).status, 400);
+    assert_eq!(d.req("GET", "/1.0/operations/00000000-0000-0000-0000-000000000000/websocket?secret=x", None).status, 404);
+    // Nobody connects: the operation fails after the timeout.
+    let op = d.wait_op(&r);
+    assert_eq!(op["status"], "Failure");
+
+    // Many execs at once.
+    let hs: Vec<_> = (0..6)
+        .map(|n| {
+            let sock = d.socket.clone();
+            let conf = conf.clone();
+            std::thread::spawn(move || {
+                let o = std::process::Command::new("lxc")
+                    .args(["exec", "i", "--", "sh", "-c", &format!("sleep 0.3; echo {n}")])
+                    .env("LXD_SOCKET", sock)
+                    .env("LXD_CONF", conf)
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&o.stdout).trim().to_string()
+            })
+        })
+        .collect();
+    for (n, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), n.to_string());
+    }
+    // Console over websockets: type into fd 0, see the echo, detach by closing control.
+    console_roundtrip(&d, "i");
+    // Console log API.
+    let r = d.raw("GET", "/1.0/instances/i/console", &[], vec![]);
+    assert!(String::from_utf8_lossy(&r.body).contains("BOOTED"));
+    assert_eq!(d.req("DELETE", "/1.0/instances/i/console", None).status, 200);
+    let r = d.raw("GET", "/1.0/instances/i/console", &[], vec![]);
+    assert!(!String::from_utf8_lossy(&r.body).contains("BOOTED"));
+    d.lxc_ok(&["stop", "-f", "i"]);
+}
+
+#[test]
+fn lxc_bridge_ping_and_devices() {
+    if !can_run("lxc_bridge_ping_and_devices") {
+        return;
+    }
+    let br = format!("btbr{}", std::process::id() % 100000);
+    let ip = |args: &[&str]| std::process::Command::new("ip").args(args).status().unwrap().success();
+    assert!(ip(&["link", "add", &br, "type", "bridge"]));
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+    let _c = Cleanup(br.clone());
+    assert!(ip(&["link", "set", &br, "up"]));
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(shared.path().join("hello"), "from host\n").unwrap();
+    for (n, addr) in [("n1", "169.254.88.1"), ("n2", "169.254.88.2")] {
+        make_container(&d, n, &[]);
+        d.lxc_ok(&["config", "device", "add", n, "eth0", "nic", "nictype=bridged", &format!("parent={br}")]);
+        d.lxc_ok(&["start", n]);
+        let (code, _, err) = exec(&d, n, &["sh", "-c", &format!("ip link set lo up && ip addr add {addr}/24 dev eth0 && ip link set eth0 up")]);
+        assert_eq!(code, 0, "{err}");
+        let host = d.get(&format!("/1.0/instances/{n}"))["metadata"]["config"]["volatile.eth0.host_name"].as_str().unwrap_or("").to_string();
+        assert!(!host.is_empty(), "volatile.eth0.host_name not written");
+    }
+    let (code, out, err) = exec(&d, "n1", &["ping", "-c", "2", "-W", "5", "169.254.88.2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st = d.get("/1.0/instances/n1/state")["metadata"].clone();
+    assert!(st["network"]["eth0"]["counters"]["packets_sent"].as_u64().unwrap() >= 2, "{st}");
+    // Hotplug a read-only host path disk into the running container.
+    d.lxc_ok(&["config", "device", "add", "n1", "shared", "disk", &format!("source={}", shared.path().display()), "path=/mnt/shared", "readonly=true"]);
+    assert_eq!(exec(&d, "n1", &["cat", "/mnt/shared/hello"]).1, "from host\n");
+    assert_ne!(exec(&d, "n1", &["touch", "/mnt/shared/x"]).0, 0, "read-only disk is writable");
+    d.lxc_ok(&["config", "device", "remove", "n1", "shared"]);
+    assert_ne!(exec(&d, "n1", &["test", "-e", "/mnt/shared/hello"]).0, 0);
+    for n in ["n1", "n2"] {
+        d.lxc_ok(&["stop", "-f", n]);
+    }
+}
+
+async fn ws_connect(d: &Daemon, id: &str, secret: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {
+    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let url = format!("ws://unix.socket/1.0/operations/{id}/websocket?secret={secret}");
+    tokio_tungstenite::client_async(url, stream).await.unwrap().0
+}
+
+fn console_roundtrip(d: &Daemon, name: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let r = d.req("POST", &format!("/1.0/instances/{name}/console"), Some(json!({"width": 80, "height": 24, "type": "console"})));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let meta = r.json()["metadata"].clone();
+    let id = meta["id"].as_str().unwrap().to_string();
+    let fds = meta["metadata"]["fds"].clone();
+    berth_tests::block_on(async {
+        let mut control = ws_connect(d, &id, fds["control"].as_str().unwrap()).await;
+        let mut data = ws_connect(d, &id, fds["0"].as_str().unwrap()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        data.send(Message::binary(b"echo CONSOLE$((40+2))\r".to_vec())).await.unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&seen).contains("CONSOLE42") {
+            match tokio::time::timeout_at(deadline, data.next()).await.expect("console output in time") {
+                Some(Ok(Message::Binary(b))) => seen.extend_from_slice(&b),
+                Some(Ok(_)) => {}
+                other => panic!("console closed: {other:?} after {:?}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        control.close(None).await.unwrap();
+    });
+    let w = d.get(&format!("/1.0/operations/{id}/wait?timeout=10"))["metadata"].clone();
+    assert_eq!(w["status"], "Success", "{w}");
+}
+
+#[test]
+fn lxc_launch_from_busybox_image() {
+    if !can_run("lxc_launch_from_busybox_image") {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    // A unified image tarball: metadata.yaml + rootfs/.
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(&tmp.path().join("rootfs"));
+    std::fs::write(tmp.path().join("metadata.yaml"), "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  os: busybox\n").unwrap();
+    let tarball = tmp.path().join("bb.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(tmp.path())
+        .arg("-czf")
+        .arg(&tarball)
+        .args(["metadata.yaml", "rootfs"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar failed");
+    d.lxc_ok(&["image", "import", tarball.to_str().unwrap(), "--alias", "bb"]);
+    d.lxc_ok(&["launch", "bb", "l1"]);
+    assert_eq!(status(&d, "l1"), "Running");
+    assert_eq!(exec(&d, "l1", &["echo", "from-image"]).1, "from-image\n");
+    let (_, map, _) = exec(&d, "l1", &["cat", "/proc/self/uid_map"]);
+    assert_ne!(map.split_whitespace().nth(1), Some("0"), "{map}");
+    d.lxc_ok(&["delete", "-f", "l1"]);
+}
