@@ -38,6 +38,8 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 
 work=$(mktemp -d)
+# Unprivileged containers reach their rootfs through the data dir: it must be traversable.
+chmod 0711 "$work"
 pid=
 cleanup() {
     if [ -n "$pid" ]; then

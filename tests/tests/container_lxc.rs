@@ -484,3 +484,60 @@ fn lxc_launch_from_busybox_image() {
     assert_ne!(map.split_whitespace().nth(1), Some("0"), "{map}");
     d.lxc_ok(&["delete", "-f", "l1"]);
 }
+
+/// Lifecycle hooks through a real compiled plugin: `max-running` (pre-start, using the
+/// host query) refuses a second running container, and the hook order is
+/// pre-start, onstart, pre-stop, onstopns, onstop.
+#[test]
+fn lxc_plugin_pre_start_denies_and_hooks_fire_in_order() {
+    if !can_run("lxc_plugin_pre_start_denies_and_hooks_fire_in_order") {
+        return;
+    }
+    use futures_util::StreamExt;
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    let wasm = std::fs::read(berth_tests::wasm::MAX_RUNNING).expect("max-running built");
+    let r = d.raw("POST", "/1.0/plugins?name=max-running", &[("content-type", "application/octet-stream")], wasm);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = d.req("PATCH", "/1.0/plugins/max-running", Some(json!({"config": {"max": "1"}})));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    make_container(&d, "h1", &[]);
+    make_container(&d, "h2", &[]);
+
+    let actions = berth_tests::block_on(async {
+        let mut ws = berth_tests::events(&d.socket, "?type=lifecycle").await.unwrap();
+        let lxc = |args: Vec<&'static str>| {
+            let d = &d;
+            let o = d.lxc(&args);
+            (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+        };
+        assert!(lxc(vec!["start", "h1"]).0);
+        let (ok, err) = lxc(vec!["start", "h2"]);
+        assert!(!ok, "a second running instance is refused");
+        assert!(err.contains("max-running") && err.contains("limit 1"), "the plugin and its reason are shown: {err}");
+        assert!(lxc(vec!["stop", "h1", "--force"]).0);
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !seen.iter().any(|a: &String| a == "instance-hook-onstop") {
+            let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await else { break };
+            if !msg.is_text() {
+                continue;
+            }
+            let ev: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+            let action = ev["metadata"]["action"].as_str().unwrap_or_default().to_string();
+            let source = ev["metadata"]["source"].as_str().unwrap_or_default();
+            if action.starts_with("instance-hook-") && source.ends_with("/h1") {
+                seen.push(action);
+            }
+        }
+        seen
+    });
+    assert_eq!(
+        actions,
+        ["instance-hook-pre-start", "instance-hook-onstart", "instance-hook-pre-stop", "instance-hook-onstopns", "instance-hook-onstop"]
+    );
+    assert_eq!(status(&d, "h2"), "Stopped");
+    d.lxc_ok(&["start", "h2"]);
+    assert_eq!(status(&d, "h2"), "Running");
+    d.lxc_ok(&["stop", "h2", "--force"]);
+}

@@ -89,12 +89,12 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
             let old = name.to_string();
             // Validate up front so a client mistake is a 4xx, not a failed operation.
             d.require_project(&old)?;
-            let spec = OpSpec::task("Renaming project", &old, "projects", vec![format!("/1.0/projects/{old}")]);
-            let d2 = d.clone();
-            let op = d.ops.start(spec, move |_| async move {
-                blocking(move || d2.rename_project(&old, &req.name)).await
-            });
-            Ok(Reply::Async(op))
+            // Renamed before replying: clients (pylxd) read the new name without waiting.
+            let new = req.name.clone();
+            let (d2, o2) = (d.clone(), old.clone());
+            blocking(move || d2.rename_project(&o2, &new)).await?;
+            let spec = OpSpec::task("Renaming project", &req.name, "projects", vec![format!("/1.0/projects/{}", req.name)]);
+            Ok(Reply::Async(d.ops.completed(spec)))
         }
         (Method::DELETE, [name]) => {
             let name = name.to_string();

@@ -247,6 +247,11 @@ impl Daemon {
     pub fn open(data_dir: &Path, events: EventHub) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::internal(format!("creating {}: {e}", data_dir.display())))?;
+        // 0711 (as LXD's var dir): unprivileged containers' root must traverse it to reach
+        // their rootfs, while nobody else can list it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| Error::internal(format!("chmod {}: {e}", data_dir.display())))?;
         let db = Db::open(&data_dir.join("berth.redb"))?;
         let mut model = Model {
             server: db.get(&tables::SERVER, "config")?.unwrap_or_default(),
