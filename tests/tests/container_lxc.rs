@@ -541,3 +541,67 @@ fn lxc_plugin_pre_start_denies_and_hooks_fire_in_order() {
     assert_eq!(status(&d, "h2"), "Running");
     d.lxc_ok(&["stop", "h2", "--force"]);
 }
+
+/// Exec (non-interactive and interactive) and the console over wss: the same websocket
+/// protocol through the HTTPS listener, with the real `lxc` client on a trusted remote.
+#[test]
+fn lxc_exec_and_console_over_wss() {
+    if !can_run("lxc_exec_and_console_over_wss") || !require("lxc_exec_and_console_over_wss", Tier::Root, probe_program("script")) {
+        return;
+    }
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "w", &[]);
+    d.lxc_ok(&["start", "w"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    d.lxc_ok(&["config", "set", "core.https_address", &addr]);
+    d.lxc_ok(&["config", "set", "core.trust_password", "sekrit"]);
+    eventually("https listener", Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok());
+    d.lxc_ok(&["remote", "add", "r", &format!("https://{addr}"), "--password", "sekrit", "--accept-certificate"]);
+
+    // Non-interactive exec over wss: binary-safe stdout and stderr, exit code.
+    let o = d.lxc(&["exec", "r:w", "--", "sh", "-c", "echo out-over-wss; echo err-over-wss >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out-over-wss\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("err-over-wss"));
+
+    let conf = d.data_dir().join("lxc-conf");
+    // Interactive exec over wss: `script` gives lxc a tty, so it asks for a pty.
+    let o = std::process::Command::new("script")
+        .args(["-qec", "lxc exec r:w -- sh -c 'tty; exit 6'", "/dev/null"])
+        .env("LXD_CONF", &conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert_eq!(o.status.code(), Some(6), "{out}");
+
+    // The console over wss: type a command into the container's console shell, detach
+    // with Ctrl-a q, and find its output in the console log.
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", "lxc console r:w", "/dev/null"])
+        .env("LXD_CONF", &conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        stdin.write_all(b"echo CONSOLE-OVER-$((6*7))\r").unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        stdin.write_all(b"\x01q").unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eventually("console output in the log", Duration::from_secs(10), || {
+        d.lxc_ok(&["console", "r:w", "--show-log"]).contains("CONSOLE-OVER-42")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    d.lxc_ok(&["stop", "-f", "w"]);
+}
