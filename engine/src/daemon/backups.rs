@@ -271,21 +271,7 @@ impl Daemon {
         }
         drop(m);
         let key = scoped_key(project, &new_name);
-        tx.commit(
-            |db| {
-                db.put(&tables::INSTANCES, &key, &inst)?;
-                for s in &snaps {
-                    db.put(&tables::SNAPSHOTS, &s.key(), s)?;
-                }
-                Ok(())
-            },
-            |m| {
-                m.instances.insert(key.clone(), inst.clone());
-                for s in &snaps {
-                    m.snapshots.insert(s.key(), s.clone());
-                }
-            },
-        )?;
+        tx.commit_instance_with_snapshots(&key, &inst, &snaps)?;
         guard.disarm();
         self.events.lifecycle(project, "instance-created", &Model::instance_url(project, &new_name), json!({}));
         Ok(new_name)

@@ -189,21 +189,7 @@ impl Daemon {
         let key = scoped_key(project, &name);
         let snaps: Vec<super::SnapshotRecord> =
             snaps.into_iter().map(|s| super::SnapshotRecord { instance: name.clone(), ..s }).collect();
-        tx.commit(
-            |db| {
-                db.put(&tables::INSTANCES, &key, &inst)?;
-                for s in &snaps {
-                    db.put(&tables::SNAPSHOTS, &s.key(), s)?;
-                }
-                Ok(())
-            },
-            |m| {
-                m.instances.insert(key.clone(), inst.clone());
-                for s in &snaps {
-                    m.snapshots.insert(s.key(), s.clone());
-                }
-            },
-        )?;
+        tx.commit_instance_with_snapshots(&key, &inst, &snaps)?;
         guard.disarm();
         drop(tx);
         if let super::RootSource::Image(fp) = source {

@@ -387,3 +387,29 @@ mod tests {
         }
     }
 }
+
+impl super::Txn<'_> {
+    /// Commits a new instance record together with its snapshot records (copies, imports).
+    pub(super) fn commit_instance_with_snapshots(
+        &mut self,
+        key: &str,
+        inst: &crate::model::InstanceRecord,
+        snaps: &[SnapshotRecord],
+    ) -> Result<()> {
+        self.commit(
+            |db| {
+                db.put(&crate::db::tables::INSTANCES, key, inst)?;
+                for s in snaps {
+                    db.put(&crate::db::tables::SNAPSHOTS, &s.key(), s)?;
+                }
+                Ok(())
+            },
+            |m| {
+                m.instances.insert(key.to_string(), inst.clone());
+                for s in snaps {
+                    m.snapshots.insert(s.key(), s.clone());
+                }
+            },
+        )
+    }
+}
