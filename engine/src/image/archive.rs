@@ -51,7 +51,7 @@ pub fn detect(magic: &[u8]) -> Result<Compression, Error> {
     } else if magic.starts_with(b"hsqs") {
         Err(Error::UnsupportedFormat("squashfs (use a rootfs tarball)".into()))
     } else if magic.starts_with(b"QFI\xfb") {
-        Err(Error::UnsupportedFormat("qcow2 (virtual-machine images)".into()))
+        Err(Error::UnsupportedFormat("a qcow2 disk where a tarball is expected (a VM image's disk is its rootfs part or rootfs.img)".into()))
     } else {
         Ok(Compression::None)
     }

@@ -34,11 +34,13 @@ pub struct UnpackOptions {
     pub allow_devices: bool,
     /// Apply `SCHILY.xattr.*` records to files and directories.
     pub xattrs: bool,
+    /// The largest virtual size of a VM image's disk, in bytes.
+    pub max_disk_size: u64,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
-        UnpackOptions { max_bytes: 64 << 30, max_entries: 10_000_000, allow_devices: false, xattrs: true }
+        UnpackOptions { max_bytes: 64 << 30, max_entries: 10_000_000, allow_devices: false, xattrs: true, max_disk_size: 256 << 30 }
     }
 }
 
