@@ -438,3 +438,38 @@ fn vm_export_import_round_trip_on_btrfs_optimized() {
     vm_export_import_round_trip(&d, "bt", true);
     drop_pool(&d, "bt");
 }
+
+/// The VM test image directory (`BERTH_VM_TEST_IMAGE` or target/vm-test-image), built when
+/// missing, as the qemu-tier tests of berth_engine::vm do.
+fn vm_test_image() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE").map(PathBuf::from).unwrap_or_else(|| root.join("target/vm-test-image"));
+    if !dir.join("vmlinuz").is_file() || !dir.join("initrd.img").is_file() || !dir.join("root.qcow2").is_file() {
+        let out = Command::new(root.join("tests/vm/build-test-image.sh")).arg(&dir).output().expect("build-test-image.sh");
+        assert!(out.status.success(), "build-test-image.sh: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dir
+}
+
+#[test]
+fn the_vm_test_image_imports_as_an_lxd_vm_image() {
+    if !ready("the_vm_test_image_imports_as_an_lxd_vm_image") {
+        return;
+    }
+    let image = vm_test_image();
+    let d = Daemon::start();
+    let lxd = d.data_dir().join("lxd-image");
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm/make-lxd-image.sh")).arg(&image).arg(&lxd).output().expect("make-lxd-image.sh");
+    assert!(out.status.success(), "make-lxd-image.sh: {}", String::from_utf8_lossy(&out.stderr));
+    d.lxc_ok(&["image", "import", s(&lxd.join("meta.tar.gz")), s(&lxd.join("root.qcow2")), "--alias", "vmtest"]);
+    let list = d.lxc_ok(&["image", "list", "--format", "csv", "-c", "lt"]);
+    assert!(list.contains("vmtest,VIRTUAL-MACHINE"), "{list}");
+    d.lxc_ok(&["init", "vmtest", "t1", "--vm"]);
+    // What the VM driver reads: the root disk and the direct-boot files.
+    let vol = vm_dir(&d, "default", "t1");
+    assert_eq!(std::fs::read(berth_engine::storage::vm_volume::root_disk(&vol)).expect("disk"), std::fs::read(image.join("root.qcow2")).expect("disk"));
+    let boot = berth_engine::storage::vm_volume::boot_files(&vol).expect("layout").expect("boot files");
+    assert_eq!(std::fs::read(&boot.kernel).expect("kernel"), std::fs::read(image.join("vmlinuz")).expect("kernel"));
+    assert_eq!(std::fs::read(boot.initrd.as_ref().expect("initrd")).expect("initrd"), std::fs::read(image.join("initrd.img")).expect("initrd"));
+    assert_eq!(boot.cmdline.as_deref(), Some("console=ttyS0 quiet panic=-1"));
+}
