@@ -417,6 +417,30 @@ fn vm_export_import_round_trip(d: &Daemon, pool: &str, optimized: bool) {
     assert_eq!(get(d, "/1.0/instances/x2")["type"], "virtual-machine");
     assert_eq!(std::fs::read(vm_dir(d, pool, "x2").join("root.img")).expect("read"), b"disk-v2");
     assert_eq!(std::fs::read(vm_snap_dir(d, pool, "x2").join("snap0/root.img")).expect("read"), b"disk-v1");
+
+    // A sparse 10GiB disk travels as its data only and comes back sparse.
+    d.lxc_ok(&["init", "--empty", "--vm", "big", "-s", pool]);
+    let disk = vm_dir(d, pool, "big").join("root.img");
+    std::os::unix::fs::FileExt::write_all_at(&std::fs::OpenOptions::new().write(true).open(&disk).expect("open"), b"deep data", 5 << 30).expect("write");
+    d.lxc_ok(&["snapshot", "big"]);
+    let big_tar = d.data_dir().join("big.tar.gz");
+    let mut args = vec!["export", "big", s(&big_tar)];
+    if optimized {
+        args.push("--optimized-storage");
+    }
+    d.lxc_ok(&args);
+    let size = std::fs::metadata(&big_tar).expect("tarball").len();
+    assert!(size < 4 << 20, "the backup of a sparse disk is {size} bytes");
+    d.lxc_ok(&["delete", "big"]);
+    d.lxc_ok(&["import", s(&big_tar), "--storage", pool]);
+    for p in [disk.clone(), vm_snap_dir(d, pool, "big").join("snap0/root.img")] {
+        let m = std::fs::metadata(&p).expect("root.img");
+        assert_eq!(m.len(), 10 << 30, "{}", p.display());
+        assert!(m.blocks() < 4096, "{} came back with {} blocks", p.display(), m.blocks());
+        let mut got = [0u8; 9];
+        std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(&p).expect("open"), &mut got, 5 << 30).expect("read");
+        assert_eq!(&got, b"deep data");
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@
 pub mod archive;
 mod export;
 pub mod metadata;
+mod sparse_tar;
 pub mod unpack;
 pub mod vm;
 

@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -172,7 +173,7 @@ impl Unpacker {
                 self.files.remove(&full);
                 self.dirs.push((full, mode, mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.remove_leaf(&dir, &leaf_c, &name)?;
                 let fd = openat(
                     dir.as_fd(),
@@ -259,20 +260,26 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Copies file content, aborting once the archive's total passes the limit.
+    /// Copies file content, aborting once the archive's total passes the limit. Blocks of
+    /// zeros become holes (sparse entries and zero-filled disks stay sparse).
     fn copy_limited<R: Read>(&mut self, from: &mut R, to: &mut File, entry: &str) -> Result<(), Error> {
         let mut buf = vec![0u8; 1 << 16];
+        let mut pos = 0u64;
         loop {
-            let n = from.read(&mut buf).map_err(|e| Error::Corrupt { entry: entry.to_string(), source: e })?;
+            let n = read_full(from, &mut buf).map_err(|e| Error::Corrupt { entry: entry.to_string(), source: e })?;
             if n == 0 {
-                return Ok(());
+                break;
             }
             self.stats.bytes += n as u64;
             if self.stats.bytes > self.opts.max_bytes {
                 return Err(Error::TooLarge { entry: entry.to_string(), limit: format!("{} bytes expanded", self.opts.max_bytes) });
             }
-            to.write_all(&buf[..n]).map_err(|e| Error::Io { op: "write", path: self.root_path.join(entry), source: e })?;
+            for (off, run) in data_runs(&buf[..n]) {
+                to.write_all_at(run, pos + off as u64).map_err(|e| Error::Io { op: "write", path: self.root_path.join(entry), source: e })?;
+            }
+            pos += n as u64;
         }
+        to.set_len(pos).map_err(|e| Error::Io { op: "truncate", path: self.root_path.join(entry), source: e })
     }
 
     /// Opens a directory below the root without following any symlink; creates missing
@@ -354,6 +361,46 @@ impl Unpacker {
 
 /// Removes `strip/` (or a whole `strip`) from the front of `raw`; `None` when it does not
 /// start there. An empty `strip` keeps `raw`.
+/// The block size below which zeros are written rather than skipped.
+const HOLE_BLOCK: usize = 4096;
+static ZERO_BLOCK: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+
+/// Reads until `buf` is full or the stream ends, so runs line up with file blocks.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The runs of `buf` that are not whole blocks of zeros, as (offset, bytes).
+fn data_runs(buf: &[u8]) -> Vec<(usize, &[u8])> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, block) in buf.chunks(HOLE_BLOCK).enumerate() {
+        let off = i * HOLE_BLOCK;
+        let zero = block == &ZERO_BLOCK[..block.len()];
+        match (zero, start) {
+            (false, None) => start = Some(off),
+            (true, Some(s)) => {
+                out.push((s, &buf[s..off]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &buf[s..]));
+    }
+    out
+}
+
 fn strip_prefix(raw: &[u8], strip: &[u8]) -> Option<Vec<u8>> {
     if strip.is_empty() {
         return Some(raw.to_vec());
