@@ -303,6 +303,9 @@ fn vm_lifecycle_on_pool(d: &Daemon, pool: &str) {
     assert_eq!(std::fs::read(vm_snap_dir(d, pool, "v2").join("named/root.img")).expect("read"), b"state-2");
     d.lxc_ok(&["copy", "v1/named", "v3"]);
     assert_eq!(std::fs::read(vm_dir(d, pool, "v3").join("root.img")).expect("read"), b"state-2");
+    d.lxc_ok(&["copy", "v1", "v3", "--refresh"]);
+    assert_eq!(snapshot_names(d, "v3"), vec!["snap0", "named"]);
+    assert_eq!(std::fs::read(vm_dir(d, pool, "v3").join("root.img")).expect("read"), b"state-1");
     d.lxc_ok(&["move", "v2", "v2r"]);
     assert!(vm_dir(d, pool, "v2r").join("root.img").is_file() && !vm_dir(d, pool, "v2").exists());
     assert_eq!(snapshot_names(d, "v2r"), vec!["snap0", "named"]);
