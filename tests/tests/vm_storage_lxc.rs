@@ -500,3 +500,49 @@ fn the_vm_test_image_imports_as_an_lxd_vm_image() {
     assert_eq!(std::fs::read(boot.initrd.as_ref().expect("initrd")).expect("initrd"), std::fs::read(image.join("initrd.img")).expect("initrd"));
     assert_eq!(boot.cmdline.as_deref(), Some("console=ttyS0 quiet panic=-1"));
 }
+
+fn qemu_io(disk: &Path, cmd: &str) -> String {
+    let o = Command::new("qemu-io").args(["-f", "qcow2", "-c", cmd]).arg(disk).output().expect("qemu-io");
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "qemu-io {cmd}: {out}");
+    out
+}
+
+#[test]
+fn vm_publish_makes_a_split_vm_image() {
+    if !ready("vm_publish_makes_a_split_vm_image") || !require("vm_publish_makes_a_split_vm_image", Tier::Qemu, probe_program("qemu-io")) {
+        return;
+    }
+    let d = Daemon::start();
+    import_vm_image(&d, "vmimg");
+    d.lxc_ok(&["init", "vmimg", "p1", "--vm"]);
+    qemu_io(&vm_dir(&d, "default", "p1").join("root.img"), "write -P 0x42 1M 64k");
+    let out = d.lxc_ok(&["publish", "p1", "--alias", "pub1"]);
+    let fp = get(&d, "/1.0/images/aliases/pub1")["target"].as_str().unwrap_or_default().to_string();
+    assert!(out.contains(&fp) && fp.len() == 64, "{out}");
+    assert_eq!(get(&d, &format!("/1.0/images/{fp}"))["type"], "virtual-machine");
+    // The published image exports to bytes hashing to its fingerprint.
+    let ex = d.data_dir().join("pub-export");
+    std::fs::create_dir_all(&ex).expect("dir");
+    d.lxc_ok(&["image", "export", "pub1", s(&ex.join("x"))]);
+    let mut parts: Vec<Vec<u8>> = std::fs::read_dir(&ex).expect("ls").filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect();
+    parts.sort_by_key(|b| b.starts_with(b"QFI\xfb"));
+    assert_eq!(parts.len(), 2);
+    assert_eq!(sha256(&parts.concat()), fp);
+    // A VM made from it has the data and the boot files.
+    d.lxc_ok(&["init", "pub1", "p2", "--vm"]);
+    let p2 = vm_dir(&d, "default", "p2");
+    assert!(qemu_io(&p2.join("root.img"), "read -P 0x42 1M 64k").contains("read 65536/65536 bytes"));
+    assert_eq!(std::fs::read_to_string(p2.join("boot/cmdline")).expect("cmdline"), "console=ttyS0 quiet panic=-1\n");
+    // An empty (raw) VM publishes as a qcow2 of the same virtual size.
+    d.lxc_ok(&["init", "--empty", "--vm", "p3", "-d", "root,size=64MiB"]);
+    d.lxc_ok(&["publish", "p3", "--alias", "pub3"]);
+    d.lxc_ok(&["init", "pub3", "p4", "--vm"]);
+    let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(vm_dir(&d, "default", "p4").join("root.img")).output().expect("qemu-img");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 64 << 20);
+    // No temporary files are left in the images directory.
+    let left: Vec<String> = std::fs::read_dir(d.data_dir().join("images")).expect("ls").filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with('.')).collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -386,7 +386,6 @@ impl Daemon {
             if m.power(project, instance) != super::PowerState::Stopped && snapshot.is_none() {
                 return Err(Error::bad("The instance is running, stop it first or use a snapshot"));
             }
-            super::vm_images::check_publishable(&inst)?;
             let pool = m.root_pool(&inst)?;
             (inst, pool, m.image_project(project).to_string())
         };
@@ -402,7 +401,12 @@ impl Daemon {
             properties: properties.clone(),
             creation_date: Utc::now().timestamp(),
         };
-        let (published, files) = image::publish_to_dir(&src, &opts, &self.images_dir())?;
+        let (image_type, (published, files)) = match inst.instance_type {
+            crate::config::InstanceType::VirtualMachine => {
+                (ImageType::VirtualMachine, image::vm_publish::publish_to_dir(&src, &opts, &self.images_dir())?)
+            }
+            _ => (ImageType::Container, image::publish_to_dir(&src, &opts, &self.images_dir())?),
+        };
         if self.model().images.contains_key(&scoped_key(&ip, &published.fingerprint)) {
             return Err(Error::conflict(format!("Image with same fingerprint already exists: {}", published.fingerprint)));
         }
@@ -421,7 +425,7 @@ impl Daemon {
             expires_at: None,
             auto_update: false,
             profiles: vec!["default".into()],
-            image_type: ImageType::Container,
+            image_type,
         };
         let _ = files;
         self.commit_image(&rec, &aliases)?;

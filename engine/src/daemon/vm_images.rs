@@ -45,14 +45,6 @@ pub(super) fn check_instance_type(img: &ImageRecord, inst: &InstanceRecord) -> R
     }))
 }
 
-/// Publishing makes container images only.
-pub(super) fn check_publishable(inst: &InstanceRecord) -> Result<()> {
-    if inst.instance_type == InstanceType::VirtualMachine {
-        return Err(Error::Unsupported("Publishing a virtual machine as an image is not supported yet".into()));
-    }
-    Ok(())
-}
-
 /// The size of an empty VM's root disk: the root disk device's `size`, else 10GiB.
 pub(super) fn empty_root_size(m: &Model, inst: &InstanceRecord) -> Result<u64> {
     let (_, devices) = m.expand(inst)?;

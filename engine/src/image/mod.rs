@@ -12,6 +12,7 @@ pub mod metadata;
 mod sparse_tar;
 pub mod unpack;
 pub mod vm;
+pub mod vm_publish;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
