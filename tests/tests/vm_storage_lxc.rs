@@ -546,3 +546,25 @@ fn vm_publish_makes_a_split_vm_image() {
     let left: Vec<String> = std::fs::read_dir(d.data_dir().join("images")).expect("ls").filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with('.')).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_vm_backup_whose_disk_is_a_symlink_is_refused() {
+    if !ready("a_vm_backup_whose_disk_is_a_symlink_is_refused") {
+        return;
+    }
+    let d = Daemon::start();
+    let mut b = tar::Builder::new(Vec::new());
+    file(&mut b, "backup/index.yaml", b"name: evil\nbackend: dir\npool: default\ntype: virtual-machine\n");
+    dir(&mut b, "backup/virtual-machine/");
+    let mut h = header("backup/virtual-machine/root.img", 0, 0o777, tar::EntryType::Symlink);
+    h.set_link_name("/etc/shadow").expect("link");
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    b.append(&h, &[][..]).expect("symlink");
+    let p = write(d.data_dir(), "evil.tar.gz", &gzip(&b.into_inner().expect("tar")));
+    let e = lxc_err(&d, &["import", s(&p)]);
+    assert!(e.contains("root.img") && e.contains("regular file"), "{e}");
+    assert_eq!(d.req("GET", "/1.0/instances/evil", None).status, 404);
+    assert!(!vm_dir(&d, "default", "evil").exists(), "the refused volume was left behind");
+}

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::image::{self, vm, ImageFiles, ImageType, UnpackOptions};
 use crate::model::InstanceRecord;
 use crate::storage::drivers::util::parse_size;
-use crate::storage::vm_volume;
+use crate::storage::drivers::Driver;
+use crate::storage::{vm_volume, Volume, VolumeType};
 
 use super::ImageRecord;
 
@@ -43,6 +44,22 @@ pub(super) fn check_instance_type(img: &ImageRecord, inst: &InstanceRecord) -> R
             format!("Image \"{short}\" is a virtual-machine image; use --vm (type virtual-machine) to create an instance from it")
         }
     }))
+}
+
+/// A VM volume restored from an (untrusted) backup must have the layout the VM driver
+/// trusts: `root.img` and the boot files regular files, in the volume and every snapshot.
+pub(super) fn check_imported_volume(driver: &dyn Driver, vol: &Volume, snapshots: &[String]) -> Result<()> {
+    if vol.vtype != VolumeType::VirtualMachine {
+        return Ok(());
+    }
+    let check = |path: &std::path::Path, what: &str| {
+        vm_volume::check_layout(path).map_err(|e| Error::bad(format!("Invalid backup: {what}: {e}")))
+    };
+    check(&driver.volume_path(vol), "the instance")?;
+    for s in snapshots {
+        check(&driver.snapshot_path(vol, s), &format!("snapshot \"{s}\""))?;
+    }
+    Ok(())
 }
 
 /// The size of an empty VM's root disk: the root disk device's `size`, else 10GiB.
