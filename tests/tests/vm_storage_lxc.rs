@@ -166,6 +166,7 @@ fn vm_images_import_list_export_and_delete() {
     let list = d.lxc_ok(&["image", "list", "--format", "csv", "-c", "lft"]);
     assert!(list.lines().any(|l| l.starts_with("vmimg,") && l.contains(&fp[..12]) && l.contains("VIRTUAL-MACHINE")), "{list}");
     assert_eq!(get(&d, &format!("/1.0/images/{fp}"))["type"], "virtual-machine");
+    assert_eq!(get(&d, "/1.0/images/aliases/vmimg")["type"], "virtual-machine");
     // Unpacked once into the default pool, in the VM layout.
     let vol = d.data_dir().join("storage-pools/default/images").join(&fp);
     assert_eq!(std::fs::read(vol.join("root.img")).expect("root.img"), disk);

@@ -105,7 +105,7 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
                 .image_aliases
                 .values()
                 .filter(|a| a.project == ip)
-                .map(|a| if ctx.recursion() > 0 { render_alias(a) } else { json!(format!("/1.0/images/aliases/{}", a.name)) })
+                .map(|a| if ctx.recursion() > 0 { render_alias(&m, a) } else { json!(format!("/1.0/images/aliases/{}", a.name)) })
                 .collect();
             Ok(Reply::Sync(Value::Array(out)))
         }
@@ -117,7 +117,7 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
         (Method::GET, ["aliases", name]) => {
             let m = ctx.daemon.model();
             let a = m.image_alias(&project, name).ok_or_else(|| Error::not_found("Alias not found"))?;
-            Ok(Reply::SyncEtag(render_alias(a), etag_of(&json!([a.target, a.description]))))
+            Ok(Reply::SyncEtag(render_alias(&m, a), etag_of(&json!([a.target, a.description]))))
         }
         (Method::PUT | Method::PATCH, ["aliases", name]) => {
             let req: AliasPut = ctx.json().await?;
@@ -172,8 +172,9 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
     }
 }
 
-fn render_alias(a: &crate::daemon::AliasRecord) -> Value {
-    json!({"name": a.name, "target": a.target, "description": a.description, "type": "container"})
+fn render_alias(m: &Model, a: &crate::daemon::AliasRecord) -> Value {
+    let kind = m.image(&a.project, &a.target).map(|i| i.image_type.as_str()).unwrap_or("container");
+    json!({"name": a.name, "target": a.target, "description": a.description, "type": kind})
 }
 
 fn list(ctx: &Ctx, project: &str) -> Result<Reply> {
