@@ -263,6 +263,15 @@ fn vm_lifecycle_on_pool(d: &Daemon, pool: &str) {
     assert_eq!(std::fs::read(root.join("root.img")).expect("root.img"), disk);
     assert!(root.join("boot/vmlinuz").is_file() && root.join("metadata.yaml").is_file());
 
+    // A root disk size larger than the image's disk grows it.
+    d.lxc_ok(&["init", "vmimg", "vbig", "--vm", "-s", pool, "-d", "root,size=1GiB"]);
+    let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(vm_dir(d, pool, "vbig").join("root.img")).output().expect("qemu-img");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");
+    let image_vol = d.data_dir().join("storage-pools").join(pool).join("images").join(&fp);
+    assert_eq!(std::fs::read(image_vol.join("root.img")).expect("image volume disk"), disk, "the image volume was changed");
+    d.lxc_ok(&["delete", "vbig"]);
+
     // The image's type must match the instance's. Without --vm, lxc takes the image's type
     // (as with LXD); an explicit container request for a VM image is refused.
     d.lxc_ok(&["init", "vmimg", "v0", "-s", pool]);

@@ -375,7 +375,10 @@ impl Daemon {
         let driver: Arc<dyn Driver> = self.pool_driver(&pool)?;
         let vol = super::instance_volume(inst);
         image::create_from_image(driver.as_ref(), &self.files_of(fp), fp, &vol, &unpack_options())?;
-        Ok(super::VolumeGuard::armed(driver, vol))
+        let path = driver.volume_path(&vol);
+        let guard = super::VolumeGuard::armed(driver, vol);
+        super::vm_images::grow_root_disk(m, inst, &path)?;
+        Ok(guard)
     }
 
     /// Publishes an instance (`snapshot` None) or one of its snapshots as a new image.

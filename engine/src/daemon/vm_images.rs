@@ -64,15 +64,44 @@ pub(super) fn check_imported_volume(driver: &dyn Driver, vol: &Volume, snapshots
 
 /// The size of an empty VM's root disk: the root disk device's `size`, else 10GiB.
 pub(super) fn empty_root_size(m: &Model, inst: &InstanceRecord) -> Result<u64> {
+    Ok(root_size(m, inst)?.unwrap_or(vm_volume::DEFAULT_ROOT_SIZE))
+}
+
+/// The root disk device's `size`, when set.
+fn root_size(m: &Model, inst: &InstanceRecord) -> Result<Option<u64>> {
     let (_, devices) = m.expand(inst)?;
     let size = devices.values().find(|d| config::is_root_disk(d)).and_then(|d| d.get("size").cloned());
     match size.filter(|s| !s.is_empty()) {
-        None => Ok(vm_volume::DEFAULT_ROOT_SIZE),
+        None => Ok(None),
         Some(s) => match parse_size(&s) {
-            Some(n) if n > 0 => Ok(n),
+            Some(n) if n > 0 => Ok(Some(n)),
             _ => Err(Error::bad(format!("Invalid root disk size \"{s}\""))),
         },
     }
+}
+
+/// A VM made from an image gets the root disk device's `size` when that is larger than
+/// the image's disk (`qemu-img resize`, grow only; the guest grows its filesystem).
+pub(super) fn grow_root_disk(m: &Model, inst: &InstanceRecord, volume: &std::path::Path) -> Result<()> {
+    if inst.instance_type != InstanceType::VirtualMachine {
+        return Ok(());
+    }
+    let Some(size) = root_size(m, inst)? else { return Ok(()) };
+    let disk = vm_volume::root_disk(volume);
+    let info = vm::check_disk(&disk, u64::MAX)?;
+    if size <= info.virtual_size {
+        return Ok(());
+    }
+    let out = std::process::Command::new("qemu-img")
+        .args(["resize", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg(size.to_string())
+        .output()
+        .map_err(|e| Error::internal(format!("running qemu-img resize: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::internal(format!("qemu-img resize: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
