@@ -131,6 +131,46 @@ impl Read for ExtentReader {
     }
 }
 
+/// The block size below which zeros are written rather than skipped.
+const HOLE_BLOCK: usize = 4096;
+static ZERO_BLOCK: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
+
+/// Reads until `buf` is full or the stream ends, so runs line up with file blocks.
+pub(super) fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The runs of `buf` that are not whole blocks of zeros, as (offset, bytes).
+pub(super) fn data_runs(buf: &[u8]) -> Vec<(usize, &[u8])> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, block) in buf.chunks(HOLE_BLOCK).enumerate() {
+        let off = i * HOLE_BLOCK;
+        let zero = block == &ZERO_BLOCK[..block.len()];
+        match (zero, start) {
+            (false, None) => start = Some(off),
+            (true, Some(s)) => {
+                out.push((s, &buf[s..off]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &buf[s..]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -266,7 +266,7 @@ impl Unpacker {
         let mut buf = vec![0u8; 1 << 16];
         let mut pos = 0u64;
         loop {
-            let n = read_full(from, &mut buf).map_err(|e| Error::Corrupt { entry: entry.to_string(), source: e })?;
+            let n = super::sparse_tar::read_full(from, &mut buf).map_err(|e| Error::Corrupt { entry: entry.to_string(), source: e })?;
             if n == 0 {
                 break;
             }
@@ -274,7 +274,7 @@ impl Unpacker {
             if self.stats.bytes > self.opts.max_bytes {
                 return Err(Error::TooLarge { entry: entry.to_string(), limit: format!("{} bytes expanded", self.opts.max_bytes) });
             }
-            for (off, run) in data_runs(&buf[..n]) {
+            for (off, run) in super::sparse_tar::data_runs(&buf[..n]) {
                 to.write_all_at(run, pos + off as u64).map_err(|e| Error::Io { op: "write", path: self.root_path.join(entry), source: e })?;
             }
             pos += n as u64;
@@ -361,46 +361,6 @@ impl Unpacker {
 
 /// Removes `strip/` (or a whole `strip`) from the front of `raw`; `None` when it does not
 /// start there. An empty `strip` keeps `raw`.
-/// The block size below which zeros are written rather than skipped.
-const HOLE_BLOCK: usize = 4096;
-static ZERO_BLOCK: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
-
-/// Reads until `buf` is full or the stream ends, so runs line up with file blocks.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// The runs of `buf` that are not whole blocks of zeros, as (offset, bytes).
-fn data_runs(buf: &[u8]) -> Vec<(usize, &[u8])> {
-    let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, block) in buf.chunks(HOLE_BLOCK).enumerate() {
-        let off = i * HOLE_BLOCK;
-        let zero = block == &ZERO_BLOCK[..block.len()];
-        match (zero, start) {
-            (false, None) => start = Some(off),
-            (true, Some(s)) => {
-                out.push((s, &buf[s..off]));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        out.push((s, &buf[s..]));
-    }
-    out
-}
-
 fn strip_prefix(raw: &[u8], strip: &[u8]) -> Option<Vec<u8>> {
     if strip.is_empty() {
         return Some(raw.to_vec());
