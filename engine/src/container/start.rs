@@ -149,7 +149,6 @@ impl Container {
         let fail = |m: String| Error::Setup(m);
         let ps = psock.as_fd();
 
-        cg.add_pid(c)?;
         msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
 
         // User namespace: write the maps, then bring the rootfs ids in line.
@@ -194,6 +193,9 @@ impl Container {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c), None);
         revert.pids.retain(|p| *p != c);
         let pidfd = sys::pidfd_open(pid).map_err(super::ioe("pidfd_open init"))?;
+        msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
+        // Init builds its mounts meanwhile; it enters its cgroup namespace after this.
+        cg.add_pid(pid)?;
         msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
 
         msg::expect(ps, msg::MOUNTED).map_err(fail)?;
