@@ -2,6 +2,7 @@
 # berthd container benchmark: same lxc 5.0.2 client as the LXD anchor bench.
 # Usage: BERTHD=/path/berthd N=20 ./bench.sh
 set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 N=${N:-20}; D=${D:-/tmp/cbench/data}; BERTHD=${BERTHD:?}
 rm -rf $D; mkdir -p $D
 export LXD_SOCKET=$D/unix.socket LXD_CONF=$D/lxcconf
@@ -21,14 +22,9 @@ mk() { curl -sf -o /dev/null --unix-socket $LXD_SOCKET -X POST -d "{\"name\":\"$
        local r=$D/storage-pools/default/containers/$1/rootfs; rmdir $r; cp -al $TPL $r; }
 ms() { echo "$(( (${2/./} - ${1/./}) ))" | awk '{printf "%.1f", $1/1000}'; }
 med() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-# daemon-side duration of an async op: updated_at - created_at of the final op
-opdur() { python3 -c 'import json,sys,datetime as d
-o=json.load(sys.stdin)["metadata"]
-p=lambda s: d.datetime.fromisoformat(s[:26]+"+00:00") if "." in s else d.datetime.fromisoformat(s.replace("Z","+00:00"))
-print("%.1f"%((p(o["updated_at"])-p(o["created_at"])).total_seconds()*1000))'; }
+# daemon-side duration: PUT state + GET operation wait timed in-process (as lxd_side.sh)
 state() { # name action -> daemon ms
-  local id; id=$(curl -s --unix-socket $LXD_SOCKET -X PUT -d "{\"action\":\"$2\",\"timeout\":-1,\"force\":true}" http://x/1.0/instances/$1/state | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"]["id"])')
-  curl -s --unix-socket $LXD_SOCKET "http://x/1.0/operations/$id/wait?timeout=30" | opdur; }
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import rest_side as r; print("%.1f" % r.state(r.UC(sys.argv[2]), sys.argv[3], sys.argv[4]))' "$HERE" "$LXD_SOCKET" "$1" "$2"; }
 for i in $(seq $N); do mk b$i; done
 : > $D/start_cli; : > $D/stop_cli; : > $D/exec_cli; : > $D/start_d; : > $D/stop_d
 for i in $(seq $N); do

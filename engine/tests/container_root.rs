@@ -39,6 +39,12 @@ fn root_unprivileged_start_exec_stop() {
     let e = ct.exec(&bad).unwrap_err();
     assert!(e.to_string().contains("No such file"), "{e}");
 
+    // Init is in the container's cgroups, and its cgroup namespace is rooted there
+    // (it enters the namespace only after the daemon moved it).
+    assert!(ct.cgroup().pids().unwrap().contains(&info.pid));
+    let (_, out, _) = run(&ct, &["cat", "/proc/1/cgroup"]);
+    assert!(!out.is_empty() && out.lines().all(|l| l.ends_with(":/")), "cgroups seen inside: {out}");
+
     let st = ct.state().unwrap();
     assert_eq!(st.status, Status::Running);
     assert!(st.processes >= 1, "{st:?}");

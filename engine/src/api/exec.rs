@@ -226,7 +226,7 @@ async fn run_ws(op: &Arc<Operation>, sockets: &Arc<Sockets>, inst: Arc<dyn Insta
     let a2 = args.clone();
     let started = tokio::task::spawn_blocking(move || inst.exec(&a2)).await.map_err(|e| Error::internal(e.to_string()))?;
     let (mut s0, r0) = split(conns.remove("0"));
-    let (mut s1, _r1) = split(conns.remove("1"));
+    let (mut s1, r1) = split(conns.remove("1"));
     let (mut s2, _r2) = split(conns.remove("2"));
     let control = conns.remove("control");
     let session: Arc<dyn ExecSession> = match started {
@@ -280,6 +280,9 @@ async fn run_ws(op: &Arc<Operation>, sockets: &Arc<Sockets>, inst: Arc<dyn Insta
         None if !args.interactive => sockets.take_late("control", Duration::from_millis(0)).await,
         None => None,
     };
+    if let (false, Some(r1)) = (args.interactive, r1) {
+        watch_stdout(r1, session.clone(), exited.clone(), control.is_some());
+    }
     let mut ctl_sink = None;
     if let Some(c) = control {
         let (sink, mut stream) = c.split();
@@ -350,6 +353,18 @@ async fn run_ws(op: &Arc<Operation>, sockets: &Arc<Sockets>, inst: Arc<dyn Insta
         close(s).await;
     }
     Ok(())
+}
+
+/// LXD's rule for a non-interactive session: the client never writes on the stdout
+/// socket, so anything read there (a message, a close, an error) means it went away;
+/// without a control socket to do it, the command is then killed.
+fn watch_stdout(mut r1: futures_util::stream::SplitStream<Ws>, session: Arc<dyn ExecSession>, exited: Arc<AtomicBool>, has_control: bool) {
+    tokio::spawn(async move {
+        while let Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) = r1.next().await {}
+        if !has_control && !exited.load(Ordering::SeqCst) {
+            let _ = session.signal(libc::SIGKILL);
+        }
+    });
 }
 
 fn split(ws: Option<Ws>) -> (Option<Sink>, Option<futures_util::stream::SplitStream<Ws>>) {

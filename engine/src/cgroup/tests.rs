@@ -83,3 +83,57 @@ fn root_v2_core_files_live() {
     cg.remove().unwrap();
     assert!(!cg.exists());
 }
+
+/// The device program on the real cgroup2 hierarchy (/sys/fs/cgroup/unified on this
+/// hybrid host): a shell in the cgroup can open /dev/zero with the default rules, not
+/// after the rules shrink to /dev/null only, and again after `allow_device`.
+#[test]
+fn root_v2_device_program_live() {
+    use crate::testsupport::{probe_root, require, Tier};
+    use std::io::{BufRead, BufReader, Write};
+    if !require("root_v2_device_program_live", Tier::Root, probe_root()) {
+        return;
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(v2root) = mi.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(PathBuf::from)).flatten()
+    }) else {
+        eprintln!("SKIP root_v2_device_program_live: no cgroup2 mount");
+        return;
+    };
+    let own_v2 = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+    let parent = v2root.join(own_v2.trim_start_matches('/'));
+    let cg = v2::V2::create(&parent, &format!("berth-devtest-{}", std::process::id())).unwrap();
+    let mut sh = std::process::Command::new("sh")
+        .args(["-c", "while read p; do if head -c1 $p >/dev/null 2>&1; then echo ok; else echo no; fi; done"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    cg.add_pid(sh.id() as i32).unwrap();
+    let mut input = sh.stdin.take().unwrap();
+    let mut output = BufReader::new(sh.stdout.take().unwrap());
+    let mut try_open = |p: &str| {
+        writeln!(input, "{p}").unwrap();
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    assert_eq!(try_open("/dev/zero"), "ok");
+    cg.set_devices(vec!["c 1:3 rwm".into()]).unwrap();
+    assert_eq!(try_open("/dev/null"), "ok");
+    assert_eq!(try_open("/dev/zero"), "no");
+    // Exactly one program stays attached: the old one was replaced.
+    assert_eq!(devbpf::attached_count(&cg.dir).unwrap(), 1);
+    cg.allow_device("c 1:5 r").unwrap();
+    assert_eq!(devbpf::attached_count(&cg.dir).unwrap(), 1);
+    assert_eq!(try_open("/dev/zero"), "ok");
+    assert_eq!(try_open("/dev/full"), "no");
+    let _ = sh.kill();
+    let _ = sh.wait();
+    cg.kill_all(std::time::Duration::from_secs(5)).unwrap();
+    cg.remove().unwrap();
+    assert!(!cg.exists());
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{io_err, read, read_u64, render_cpuset, rmdir_retry, write, Error, Limits, Stats};
 
 /// Default device rules (LXC's defaults for a container).
-const DEFAULT_DEVICES: &[&str] = &[
+pub(crate) const DEFAULT_DEVICES: &[&str] = &[
     "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm",
     "c 5:2 rwm", "c 136:* rwm", "c 10:229 rwm", "c 10:200 rwm",
 ];
@@ -164,6 +164,7 @@ impl V1 {
         let d = self.dir("freezer").ok_or(Error::Unsupported { what: "freezing".into(), backend: "v1 without freezer" })?;
         let f = d.join("freezer.state");
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut attempt = 0;
         loop {
             write(&f, state)?;
             if read(&f)? == state {
@@ -172,7 +173,7 @@ impl V1 {
             if Instant::now() > deadline {
                 return Err(Error::Timeout { path: f, state: state.into() });
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(super::backoff(&mut attempt));
         }
     }
 
@@ -185,6 +186,7 @@ impl V1 {
 
     pub fn kill_all(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
+        let mut attempt = 0;
         // Freeze first so nothing forks between reading cgroup.procs and killing.
         let frozen = self.dir("freezer").is_some() && self.freeze().is_ok();
         loop {
@@ -202,7 +204,7 @@ impl V1 {
             if Instant::now() > deadline {
                 return Err(Error::Timeout { path: self.dirs.values().next().cloned().unwrap_or_default(), state: "empty".into() });
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(super::backoff(&mut attempt));
         }
         if frozen {
             self.thaw()?;

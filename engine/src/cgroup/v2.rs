@@ -42,7 +42,25 @@ impl V2 {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::Io { path: dir, source: e }),
         }
-        Ok(V2 { dir })
+        let cg = V2 { dir };
+        cg.set_devices(super::v1::DEFAULT_DEVICES.iter().map(|r| r.to_string()).collect())?;
+        Ok(cg)
+    }
+
+    /// Replaces the device program with one allowing exactly `rules` (v1 syntax), and
+    /// remembers them for `allow_device`. Only on a real cgroup2 filesystem (tests use
+    /// a fake one), and EPERM (nested without CAP_BPF) leaves devices uncontrolled, as
+    /// v1 does when `devices.deny` is refused.
+    pub fn set_devices(&self, rules: Vec<String>) -> Result<(), Error> {
+        let parsed = rules.iter().map(|r| super::devbpf::Rule::parse(r)).collect::<Result<Vec<_>, _>>()?;
+        device_rules().insert(self.dir.clone(), rules);
+        if !is_cgroup2(&self.dir) {
+            return Ok(());
+        }
+        match super::devbpf::apply(&self.dir, &parsed) {
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => Ok(()),
+            r => r,
+        }
     }
 
     fn f(&self, name: &str) -> PathBuf {
@@ -129,11 +147,12 @@ impl V2 {
     fn set_frozen(&self, on: bool) -> Result<(), Error> {
         write(&self.f("cgroup.freeze"), if on { "1" } else { "0" })?;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut attempt = 0;
         while self.is_frozen()? != on {
             if Instant::now() > deadline {
                 return Err(Error::Timeout { path: self.dir.clone(), state: if on { "frozen" } else { "thawed" }.into() });
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(super::backoff(&mut attempt));
         }
         Ok(())
     }
@@ -145,6 +164,7 @@ impl V2 {
 
     pub fn kill_all(&self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
+        let mut attempt = 0;
         loop {
             if self.pids()?.is_empty() {
                 return Ok(());
@@ -153,18 +173,38 @@ impl V2 {
             if Instant::now() > deadline {
                 return Err(Error::Timeout { path: self.dir.clone(), state: "empty".into() });
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(super::backoff(&mut attempt));
         }
     }
 
     pub fn remove(&self) -> Result<(), Error> {
+        device_rules().remove(&self.dir);
         remove_tree(&self.dir)
     }
 
-    /// v2 device control needs a BPF program; not implemented, so only "allow" is a no-op.
-    pub fn allow_device(&self, _rule: &str) -> Result<(), Error> {
-        Ok(())
+    /// Adds a rule to the device program. The rules live in the daemon's memory: after
+    /// a daemon restart the program is rebuilt from the defaults plus the new rule.
+    pub fn allow_device(&self, rule: &str) -> Result<(), Error> {
+        let mut rules = device_rules()
+            .get(&self.dir)
+            .cloned()
+            .unwrap_or_else(|| super::v1::DEFAULT_DEVICES.iter().map(|r| r.to_string()).collect());
+        if !rules.iter().any(|r| r == rule) {
+            rules.push(rule.to_string());
+        }
+        self.set_devices(rules)
     }
+}
+
+/// cgroup directory → the device rules of its program.
+fn device_rules() -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, Vec<String>>> {
+    static RULES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, Vec<String>>>> = std::sync::OnceLock::new();
+    RULES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_cgroup2(dir: &Path) -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
 }
 
 /// Moves every process of `parent` into `parent/DAEMON_LEAF`.

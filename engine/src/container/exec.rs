@@ -182,7 +182,11 @@ impl Container {
             uid: req.uid,
             gid: req.gid,
             cwd: cs(&req.cwd)?,
-            seccomp: self.rt.seccomp.map(|f| super::seccomp::program_with(f.deny_default, f.deny_compat)),
+            seccomp: match (&self.rt.seccomp_policy, self.rt.seccomp) {
+                (Some(s), _) => Some(s.program().map_err(|e| Error::Invalid(format!("seccomp: {e}")))?),
+                (None, Some(f)) => Some(super::seccomp::program_with(f.deny_default, f.deny_compat)),
+                (None, None) => None,
+            },
         };
         let (psock, csock) = msg::pair().map_err(ioe("socketpair"))?;
         let c = sys::fork().map_err(ioe("fork"))?;

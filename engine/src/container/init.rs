@@ -1,9 +1,12 @@
 //! Code that runs in the forked setup processes (never in the daemon itself).
 //!
-//! `setup` (process C) joins the cgroups, creates the user namespace (the daemon writes
-//! the maps), then the other namespaces, and clones the init process I with CLONE_PARENT
+//! `setup` (process C) creates the user namespace (the daemon writes the maps), then the
+//! other namespaces but the cgroup one, and clones the init process I with CLONE_PARENT
 //! so init is the daemon's child. I builds the mount tree (rootfs, /proc, /sys, /dev,
-//! devices), waits for the daemon to plug in network devices, pivots and execs init.
+//! devices) while the daemon moves it into its cgroups (the first cgroup v1 migration
+//! waits for an RCU grace period, ~8 ms here, so it runs alongside the mounts); then I
+//! enters a new cgroup namespace rooted there, mounts the cgroup filesystems, waits for
+//! the daemon to plug in network devices, pivots and execs init.
 //! Errors go back to the daemon as a FAILED message.
 
 use std::ffi::CString;
@@ -84,8 +87,7 @@ fn setup_inner(plan: &Plan, sock: &OwnedFd) -> R<()> {
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWCGROUP;
+        | CloneFlags::CLONE_NEWPID;
     ctx(unshare(flags), || "unshare namespaces".into())?;
     let pid = ctx(sys::clone_parent(), || "clone init".into())?;
     if pid == 0 {
@@ -200,15 +202,6 @@ fn init_inner(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>) -> R<Nev
     let s = mountpoint(root, Path::new("sys"), false)?;
     let sys_ro = if !plan.unprivileged && !plan.nesting { MsFlags::MS_RDONLY } else { MsFlags::empty() };
     mnt(Some("sysfs"), &fdpath(s.as_fd()), Some("sysfs"), nosuid | sys_ro, None)?;
-    if !plan.cgroup_mounts.is_empty() {
-        let cg = mountpoint(root, Path::new("sys/fs/cgroup"), false)?;
-        mnt(Some("tmpfs"), &fdpath(cg.as_fd()), Some("tmpfs"), nosuid, Some("mode=755"))?;
-        for m in &plan.cgroup_mounts {
-            let t = mountpoint(root, &Path::new("sys/fs/cgroup").join(&m.dir), false)?;
-            let data = if m.opts.is_empty() { None } else { Some(m.opts.as_str()) };
-            mnt(Some("cgroup"), &fdpath(t.as_fd()), Some(m.fstype), nosuid, data)?;
-        }
-    }
 
     let d = mountpoint(root, Path::new("dev"), false)?;
     mnt(Some("tmpfs"), &fdpath(d.as_fd()), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755,size=65536k"))?;
@@ -227,6 +220,20 @@ fn init_inner(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>) -> R<Nev
     bind(root, &plan.console_slave, Path::new("dev/console"), false, true)?;
     for b in &plan.binds {
         bind(root, &b.source, &b.target, b.readonly, b.file)?;
+    }
+
+    // The daemon says GO once we are in the container's cgroups: the cgroup namespace
+    // is rooted where we are when it is created.
+    msg::expect(sock.as_fd(), msg::GO)?;
+    ctx(unshare(CloneFlags::CLONE_NEWCGROUP), || "unshare cgroup namespace".into())?;
+    if !plan.cgroup_mounts.is_empty() {
+        let cg = mountpoint(root, Path::new("sys/fs/cgroup"), false)?;
+        mnt(Some("tmpfs"), &fdpath(cg.as_fd()), Some("tmpfs"), nosuid, Some("mode=755"))?;
+        for m in &plan.cgroup_mounts {
+            let t = mountpoint(root, &Path::new("sys/fs/cgroup").join(&m.dir), false)?;
+            let data = if m.opts.is_empty() { None } else { Some(m.opts.as_str()) };
+            mnt(Some("cgroup"), &fdpath(t.as_fd()), Some(m.fstype), nosuid, data)?;
+        }
     }
 
     ctx(msg::send(sock.as_fd(), msg::MOUNTED, b"", None), || "handshake".into())?;

@@ -137,8 +137,12 @@ pub struct RuntimeState {
     pub log_path: PathBuf,
     pub host_nics: Vec<String>,
     pub rootfs: PathBuf,
-    /// The seccomp filter the container runs under (exec gets the same).
+    /// The seccomp filter of containers started by an older berthd (exec gets the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<seccomp::Flags>,
+    /// The seccomp policy the container runs under (exec gets the same).
+    #[serde(default)]
+    pub seccomp_policy: Option<seccomp::Spec>,
 }
 
 /// A started (or adopted) container.

@@ -102,6 +102,11 @@ impl Container {
         if spec.init.is_empty() {
             return Err(Error::Invalid("empty init command".into()));
         }
+        let seccomp_spec = seccomp::spec(&spec.config);
+        let seccomp = match &seccomp_spec {
+            Some(s) => Some(s.program().map_err(|e| Error::Invalid(format!("seccomp: {e}")))?),
+            None => None,
+        };
         let dplan = devices::plan(spec)?;
         let limits = Limits::from_config(&spec.config, super::host_cpus(), super::host_memory())?;
         let layout = Layout::detect(spec.cgroup_parent.as_deref())?;
@@ -116,7 +121,6 @@ impl Container {
         }
 
         let pty = open_pty(spec.root_host_ids())?;
-        let seccomp = seccomp::build(&spec.config);
         let mut env = Vec::new();
         for (k, v) in spec.environment() {
             env.push(cstr(&format!("{k}={v}"))?);
@@ -145,7 +149,6 @@ impl Container {
         let fail = |m: String| Error::Setup(m);
         let ps = psock.as_fd();
 
-        cg.add_pid(c)?;
         msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
 
         // User namespace: write the maps, then bring the rootfs ids in line.
@@ -191,6 +194,9 @@ impl Container {
         revert.pids.retain(|p| *p != c);
         let pidfd = sys::pidfd_open(pid).map_err(super::ioe("pidfd_open init"))?;
         msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
+        // Init builds its mounts meanwhile; it enters its cgroup namespace after this.
+        cg.add_pid(pid)?;
+        msg::send(ps, msg::GO, b"", None).map_err(super::ioe("handshake"))?;
 
         msg::expect(ps, msg::MOUNTED).map_err(fail)?;
         let netns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(super::ioe("open netns"))?.into();
@@ -215,7 +221,8 @@ impl Container {
             log_path: spec.log_path.clone(),
             host_nics: revert.nics.clone(),
             rootfs: spec.rootfs.clone(),
-            seccomp: seccomp::flags(&spec.config),
+            seccomp: None,
+            seccomp_policy: seccomp_spec,
         };
         let json = serde_json::to_vec_pretty(&rt).map_err(|e| Error::Setup(format!("encode state: {e}")))?;
         let sf = Container::state_file(&spec.runtime_dir);
