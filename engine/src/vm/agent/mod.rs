@@ -8,7 +8,7 @@
 mod exec;
 
 pub use berth_agent::proto::{ExecSpec, FileKind, FileStat, Interface, WinSize};
-pub use exec::{Exec, ExecEvent, ExecOutput};
+pub use exec::{Exec, ExecControl, ExecEvent, ExecOutput};
 
 use berth_agent::proto::{self, Frame, Msg, ProtoError, CHUNK};
 use std::collections::HashMap;
