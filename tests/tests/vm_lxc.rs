@@ -1,0 +1,188 @@
+//! Qemu tier: virtual machines driven end to end by the real `lxc` 5.0.2 client against
+//! berthd, under TCG. The VM is created empty (`lxc init --empty --vm`) and its volume is
+//! filled with the test image (`tests/vm/build-test-image.sh`: Debian cloud kernel, busybox
+//! initramfs with berth-agent) in the VM volume layout: `root.img`, `boot/vmlinuz`,
+//! `boot/initrd.img`. Three guest boots in all.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_tests::{probe_program, require, Daemon, Tier};
+
+/// The test image dir, built on demand (like the engine's VM tests).
+fn test_image() -> Result<PathBuf, String> {
+    probe_program("qemu-system-x86_64")?;
+    probe_program("lxc")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE").map(PathBuf::from).unwrap_or_else(|| root.join("target/vm-test-image"));
+    if !dir.join("initrd.img").is_file() || !dir.join("vmlinuz").is_file() || !dir.join("root.qcow2").is_file() {
+        let out = std::process::Command::new(root.join("tests/vm/build-test-image.sh"))
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("cannot run build-test-image.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("build-test-image.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    Ok(dir)
+}
+
+/// Puts the test image into a VM volume (the layout VM image import produces).
+fn fill_volume(d: &Daemon, name: &str, image: &Path) {
+    let vol = d.data_dir().join("storage-pools/default/virtual-machines").join(name);
+    std::fs::create_dir_all(vol.join("boot")).unwrap();
+    std::fs::copy(image.join("vmlinuz"), vol.join("boot/vmlinuz")).unwrap();
+    std::fs::copy(image.join("initrd.img"), vol.join("boot/initrd.img")).unwrap();
+    std::fs::copy(image.join("root.qcow2"), vol.join("root.img")).unwrap();
+}
+
+/// Kills every QEMU a test left running (pids from the run dirs; works without berthd).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("vms")) else { return };
+        for dir in dirs.flatten() {
+            if let Some(pid) = qemu_pid(&dir.path()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn qemu_pid(run: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(run.join("qemu.pid")).ok()?.trim().parse().ok()?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmd).contains("qemu").then_some(pid)
+}
+
+fn status(d: &Daemon, name: &str) -> String {
+    d.get(&format!("/1.0/instances/{name}"))["metadata"]["status"].as_str().unwrap_or("").to_string()
+}
+
+fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["exec", name, "--"];
+    args.extend_from_slice(cmd);
+    let o = d.lxc(&args);
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn qemu_vm_lxc_lifecycle() {
+    let image = test_image();
+    if !require("qemu_vm_lxc_lifecycle", Tier::Qemu, image.as_ref().map(drop).map_err(Clone::clone)) {
+        return;
+    }
+    let image = image.unwrap();
+    let mut d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    d.lxc_ok(&["init", "--empty", "--vm", "v1", "-c", "limits.memory=512MiB", "-c", "limits.cpu=2"]);
+    fill_volume(&d, "v1", &image);
+    let inst = d.get("/1.0/instances/v1");
+    assert_eq!(inst["metadata"]["type"], "virtual-machine");
+    assert_eq!(status(&d, "v1"), "Stopped");
+
+    // Boot 1. The first exec arrives while the guest boots: it waits for the agent.
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(status(&d, "v1"), "Running");
+    let (code, out, err) = exec(&d, "v1", &["uname", "-a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Linux berth-test ") && out.contains("cloud-amd64"), "{out}");
+    let (code, out, err) = exec(&d, "v1", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    // limits.cpu and limits.memory shaped the machine.
+    let (_, out, _) = exec(&d, "v1", &["grep", "-c", "^processor", "/proc/cpuinfo"]);
+    assert_eq!(out.trim(), "2");
+    let (_, out, _) = exec(&d, "v1", &["sh", "-c", "grep MemTotal /proc/meminfo"]);
+    let kb: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(kb > 400 * 1024 && kb <= 512 * 1024, "{out}");
+
+    // Files through the agent.
+    let local = d.data_dir().join("push.txt");
+    std::fs::write(&local, "pushed into the guest\n").unwrap();
+    d.lxc_ok(&["file", "push", local.to_str().unwrap(), "v1/root/pushed.txt", "--mode", "0640"]);
+    let (_, out, _) = exec(&d, "v1", &["sh", "-c", "cat /root/pushed.txt; stat -c %a /root/pushed.txt"]);
+    assert_eq!(out, "pushed into the guest\n640\n");
+    exec(&d, "v1", &["sh", "-c", "echo made in the guest > /tmp/pull.txt"]);
+    let pulled = d.data_dir().join("pulled.txt");
+    d.lxc_ok(&["file", "pull", "v1/tmp/pull.txt", pulled.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&pulled).unwrap(), "made in the guest\n");
+    d.lxc_ok(&["file", "delete", "v1/root/pushed.txt"]);
+    assert_ne!(exec(&d, "v1", &["test", "-e", "/root/pushed.txt"]).0, 0);
+
+    // State: memory, CPU and disk from QMP and the host, interfaces from the agent.
+    let st = d.get("/1.0/instances/v1/state")["metadata"].clone();
+    assert!(st["memory"]["usage"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["cpu"]["usage"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    assert!(st["disk"]["root"]["usage"].as_u64().is_some(), "{st}");
+    assert_eq!(st["network"]["lo"]["addresses"][0]["address"], "127.0.0.1", "{st}");
+    let info = d.lxc_ok(&["info", "v1"]);
+    assert!(info.contains("Type: virtual-machine") && info.contains("Memory usage:") && info.contains("CPU usage"), "{info}");
+
+    // Freeze and unfreeze (QMP stop/cont).
+    d.lxc_ok(&["pause", "v1"]);
+    assert_eq!(status(&d, "v1"), "Frozen");
+    let (code, _, err) = exec(&d, "v1", &["true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("frozen"), "{err}");
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(status(&d, "v1"), "Running");
+    assert_eq!(exec(&d, "v1", &["echo", "thawed"]).1, "thawed\n");
+
+    // The serial console log.
+    let log = d.lxc_ok(&["console", "v1", "--show-log"]);
+    assert!(log.contains("BERTH-INIT-DONE"), "{log}");
+
+    // berthd dies; QEMU lives on and the next berthd adopts it (QMP and agent again).
+    let run = d.data_dir().join("vms/default_v1");
+    let pid = qemu_pid(&run).expect("qemu pid");
+    d.kill9();
+    d.spawn();
+    assert_eq!(qemu_pid(&run), Some(pid));
+    assert_eq!(status(&d, "v1"), "Running");
+    assert_eq!(exec(&d, "v1", &["echo", "adopted"]).1, "adopted\n");
+    let log = d.lxc_ok(&["console", "v1", "--show-log"]);
+    assert!(log.contains("BERTH-INIT-DONE"), "console log kept across berthd restarts");
+
+    // Clean stop: the ACPI button makes the guest power off by itself.
+    d.lxc_ok(&["stop", "v1"]);
+    assert_eq!(status(&d, "v1"), "Stopped");
+    assert!(qemu_pid(&run).is_none());
+    let log = d.lxc_ok(&["console", "v1", "--show-log"]);
+    assert!(log.contains("BERTH-POWERDOWN"), "the guest acted on the power button: {log}");
+    let (code, _, err) = exec(&d, "v1", &["true"]);
+    assert!(code != 0 && err.contains("not running"), "{err}");
+
+    // Boot 2: forced stop.
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(exec(&d, "v1", &["echo", "again"]).1, "again\n");
+    let pid = qemu_pid(&run).expect("qemu pid");
+    let t = Instant::now();
+    d.lxc_ok(&["stop", "--force", "v1"]);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(status(&d, "v1"), "Stopped");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || qemu_pid(&run).is_none());
+
+    // Boot 3: a poweroff from inside is noticed and recorded.
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(exec(&d, "v1", &["echo", "up"]).1, "up\n");
+    let _ = d.lxc(&["exec", "v1", "--", "poweroff"]);
+    eventually("the VM to stop by itself", Duration::from_secs(60), || status(&d, "v1") == "Stopped");
+    let inst = d.get("/1.0/instances/v1");
+    assert_eq!(inst["metadata"]["config"]["volatile.last_state.power"], "STOPPED");
+
+    d.lxc_ok(&["delete", "v1"]);
+    assert!(!d.data_dir().join("storage-pools/default/virtual-machines/v1").exists());
+}
