@@ -11,8 +11,8 @@ mod session;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use super::{
     ConsoleSession, Driver, DriverStatus, Error, ExecArgs, ExecSession, FileOps, Hook, HookSink, Instance, LoadArgs,
@@ -34,11 +34,18 @@ const PREWARM_WAIT: Duration = Duration::from_secs(180);
 /// Runs VMs with QEMU.
 pub struct VmDriver {
     qemu: Option<PathBuf>,
+    agent_wait: Duration,
 }
 
 impl VmDriver {
+    /// Finds QEMU; `BERTH_VM_AGENT_WAIT` (seconds) overrides [`AGENT_WAIT`].
     pub fn new() -> Self {
-        VmDriver { qemu: layout::find_qemu() }
+        let agent_wait = std::env::var("BERTH_VM_AGENT_WAIT")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(AGENT_WAIT);
+        VmDriver { qemu: layout::find_qemu(), agent_wait }
     }
 }
 
@@ -78,8 +85,16 @@ impl Driver for VmDriver {
         } else {
             None
         };
-        let shared = Arc::new(Shared { machine: Mutex::new(machine), ..Default::default() });
-        Ok(Box::new(VmInstance { args: Mutex::new(args), qemu, paths, shared }))
+        let shared = Arc::new(Shared::default());
+        shared.set_current(machine.as_ref());
+        Ok(Box::new(VmInstance {
+            args: Mutex::new(args),
+            qemu,
+            paths,
+            machine: Mutex::new(machine),
+            shared,
+            agent_wait: self.agent_wait,
+        }))
     }
 }
 
@@ -88,13 +103,17 @@ pub struct VmInstance {
     args: Mutex<LoadArgs>,
     qemu: PathBuf,
     paths: RunPaths,
+    machine: Mutex<Option<Arc<Machine>>>,
     shared: Arc<Shared>,
+    /// Bound on waiting for the agent of a booting guest.
+    agent_wait: Duration,
 }
 
 /// What the background agent connect shares with the instance.
 #[derive(Default)]
 struct Shared {
-    machine: Mutex<Option<Arc<Machine>>>,
+    /// The machine the agent belongs to (weak: only the instance keeps QMP open).
+    current: Mutex<Weak<Machine>>,
     /// The connected agent of the current machine.
     agent: Mutex<Option<Arc<AgentClient>>>,
     /// Serialises agent connects (the channel takes one client at a time).
@@ -110,37 +129,47 @@ fn m_err(action: &str) -> impl FnOnce(MachineError) -> Error + '_ {
 }
 
 impl Shared {
-    fn is_current(&self, m: &Arc<Machine>) -> bool {
-        lock(&self.machine).as_ref().is_some_and(|c| Arc::ptr_eq(c, m))
+    fn is_current(&self, m: &Weak<Machine>) -> bool {
+        Weak::ptr_eq(&lock(&self.current), m) && m.strong_count() > 0
     }
 
     fn cached(&self) -> Option<Arc<AgentClient>> {
         lock(&self.agent).as_ref().filter(|a| a.is_connected()).cloned()
     }
 
-    /// The cached agent if connected; otherwise connects (waiting up to `wait`). With
-    /// `try_only`, gives up at once when another thread is connecting, and a guest that
-    /// does not answer is not an error.
-    fn agent(&self, m: &Arc<Machine>, wait: Duration, try_only: bool) -> Result<Option<Arc<AgentClient>>, Error> {
-        if let Some(a) = self.cached() {
-            return Ok(Some(a));
-        }
-        let _g = if try_only {
-            match self.connecting.try_lock() {
-                Ok(g) => g,
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+    /// The cached agent if connected; otherwise connects, waiting up to `wait` in all
+    /// (also for another thread's connect, e.g. the one after start). With `try_only`,
+    /// gives up at once when another thread is connecting, and a guest that does not
+    /// answer is not an error.
+    /// The machine is held weakly, so a background connect never keeps QMP open.
+    fn agent(&self, m: &Weak<Machine>, wait: Duration, try_only: bool) -> Result<Option<Arc<AgentClient>>, Error> {
+        let start = Instant::now();
+        let not_ready = |detail: String| Error::Failed {
+            action: "The VM agent isn't currently running".into(),
+            reason: format!("{detail} (the guest may still be booting, or it has no berth-agent)"),
+        };
+        let _g = loop {
+            if let Some(a) = self.cached() {
+                return Ok(Some(a));
             }
-        } else {
-            lock(&self.connecting)
+            match self.connecting.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if try_only => return Ok(None),
+                Err(std::sync::TryLockError::WouldBlock) if start.elapsed() >= wait => {
+                    return Err(not_ready(format!("no answer after {wait:?}")))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(5)),
+            }
         };
         if let Some(a) = self.cached() {
             return Ok(Some(a));
         }
-        if !m.is_running() || !self.is_current(m) {
+        let running = |m: &Weak<Machine>| m.upgrade().is_some_and(|m| m.is_running());
+        let Some(path) = m.upgrade().filter(|_| self.is_current(m)).map(|m| m.paths().agent()) else {
             return Err(Error::NotRunning);
-        }
-        match AgentClient::connect(&m.paths().agent(), wait) {
+        };
+        match AgentClient::connect(&path, wait.saturating_sub(start.elapsed())) {
             Ok(a) => {
                 let a = Arc::new(a);
                 if self.is_current(m) {
@@ -152,23 +181,20 @@ impl Shared {
                 tracing::debug!(error = %e, "agent not ready");
                 Ok(None)
             }
-            Err(_) if !m.is_running() => Err(Error::NotRunning),
-            Err(e) => Err(Error::Failed {
-                action: "The VM agent isn't currently running".into(),
-                reason: format!("{} (the guest may still be booting, or it has no berth-agent)", chain(&e)),
-            }),
+            Err(_) if !running(m) => Err(Error::NotRunning),
+            Err(e) => Err(not_ready(chain(&e))),
         }
     }
 
-    fn forget(&self) {
+    fn set_current(&self, m: Option<&Arc<Machine>>) {
         *lock(&self.agent) = None;
-        *lock(&self.machine) = None;
+        *lock(&self.current) = m.map(Arc::downgrade).unwrap_or_default();
     }
 }
 
 impl VmInstance {
     fn current(&self) -> Option<Arc<Machine>> {
-        lock(&self.shared.machine).clone()
+        lock(&self.machine).clone()
     }
 
     fn running(&self) -> Result<Arc<Machine>, Error> {
@@ -191,15 +217,21 @@ impl VmInstance {
         Ok(spec)
     }
 
+    fn forget_machine(&self) {
+        *lock(&self.machine) = None;
+        self.shared.set_current(None);
+    }
+
     /// The agent of the running VM, waiting for it to come up.
     fn ready_agent(&self) -> Result<Arc<AgentClient>, Error> {
         let m = self.running()?;
-        self.shared.agent(&m, AGENT_WAIT, false)?.ok_or(Error::NotRunning)
+        self.shared.agent(&Arc::downgrade(&m), self.agent_wait, false)?.ok_or(Error::NotRunning)
     }
 
     /// Connects the agent in the background so the first exec finds it ready.
-    fn prewarm(&self, m: Arc<Machine>) {
+    fn prewarm(&self, m: &Arc<Machine>) {
         let shared = self.shared.clone();
+        let m = Arc::downgrade(m);
         let spawned = std::thread::Builder::new().name("vm-agent-connect".into()).stack_size(256 * 1024).spawn(move || {
             if let Err(e) = shared.agent(&m, PREWARM_WAIT, false) {
                 tracing::debug!(error = %e, "background agent connect");
@@ -222,14 +254,14 @@ impl Instance for VmInstance {
         }
         let spec = self.spec()?;
         let m = Arc::new(Machine::start(&self.qemu, &spec, self.paths.clone()).map_err(m_err("Failed to start VM"))?);
-        *lock(&self.shared.agent) = None;
-        *lock(&self.shared.machine) = Some(m.clone());
+        *lock(&self.machine) = Some(m.clone());
+        self.shared.set_current(Some(&m));
         if let Err(reason) = hooks.hook(Hook::OnStart) {
             let _ = m.stop();
-            self.shared.forget();
+            self.forget_machine();
             return Err(Error::Failed { action: "Failed to start VM".into(), reason });
         }
-        self.prewarm(m);
+        self.prewarm(&m);
         let mut rec = StartRecord::default();
         rec.volatile.insert("volatile.last_state.power".into(), "RUNNING".into());
         Ok(rec)
@@ -238,7 +270,7 @@ impl Instance for VmInstance {
     fn kill(&self, hooks: &dyn HookSink) -> Result<(), Error> {
         let m = self.current().ok_or(Error::NotRunning)?;
         m.stop().map_err(m_err("Failed to stop VM"))?;
-        self.shared.forget();
+        self.forget_machine();
         let _ = hooks.hook(Hook::OnStop);
         Ok(())
     }
@@ -247,7 +279,7 @@ impl Instance for VmInstance {
         let m = self.running()?;
         let t = timeout.unwrap_or(Duration::from_secs(u32::MAX as u64));
         let how = m.shutdown(t).map_err(m_err("Failed to shut down VM"))?;
-        self.shared.forget();
+        self.forget_machine();
         let _ = hooks.hook(Hook::OnStop);
         Ok(how == ShutdownOutcome::Clean)
     }
@@ -291,7 +323,7 @@ impl Instance for VmInstance {
         }
         let mut network = BTreeMap::new();
         if status == Status::Running {
-            if let Ok(Some(a)) = self.shared.agent(&m, STATE_AGENT_WAIT, true) {
+            if let Ok(Some(a)) = self.shared.agent(&Arc::downgrade(&m), STATE_AGENT_WAIT, true) {
                 match a.network() {
                     Ok(ifs) => network = ifs.into_iter().map(|i| (i.name.clone(), convert_interface(i))).collect(),
                     Err(e) => tracing::debug!(error = %e, "agent network state"),
@@ -386,7 +418,7 @@ impl Instance for VmInstance {
     fn cleanup(&self, hooks: &dyn HookSink) -> Result<bool, Error> {
         // A guest reboot keeps QEMU running (it resets the machine): an exit is a poweroff.
         if self.current().is_some() {
-            self.shared.forget();
+            self.forget_machine();
             let _ = hooks.hook(Hook::OnStop);
         }
         for p in [self.paths.qmp(), self.paths.agent(), self.paths.console(), self.paths.pidfile()] {
@@ -406,6 +438,9 @@ impl Instance for VmInstance {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn convert_interface(i: crate::vm::agent::Interface) -> super::NetInterface {
     use crate::container::state::{NetAddress, NetCounters};
