@@ -99,6 +99,10 @@ fn qemu_vm_lxc_lifecycle() {
     let (code, out, err) = exec(&d, "v1", &["uname", "-a"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("Linux berth-test ") && out.contains("cloud-amd64"), "{out}");
+    // The image starts its agent first and finishes its init (lo, acpid) in the background.
+    eventually("the guest init to finish", Duration::from_secs(60), || {
+        d.lxc_ok(&["console", "v1", "--show-log"]).contains("BERTH-INIT-DONE")
+    });
     let (code, out, err) = exec(&d, "v1", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
     // limits.cpu and limits.memory shaped the machine.
