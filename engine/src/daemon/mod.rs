@@ -17,6 +17,7 @@ mod runtime;
 mod pools;
 pub mod scheduler;
 mod snapshots;
+mod vm_images;
 mod volumes;
 mod profiles;
 mod projects;

@@ -5,6 +5,7 @@
 
 mod btrfs;
 mod dir;
+mod sparse;
 pub mod util;
 
 use std::collections::BTreeMap;
