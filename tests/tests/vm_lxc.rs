@@ -1,8 +1,8 @@
 //! Qemu tier: virtual machines driven end to end by the real `lxc` 5.0.2 client against
-//! berthd, under TCG. The VM is created empty (`lxc init --empty --vm`) and its volume is
-//! filled with the test image (`tests/vm/build-test-image.sh`: Debian cloud kernel, busybox
-//! initramfs with berth-agent) in the VM volume layout: `root.img`, `boot/vmlinuz`,
-//! `boot/initrd.img`. Three guest boots in all.
+//! berthd, under TCG. The VM comes from the test image (`tests/vm/build-test-image.sh`:
+//! Debian cloud kernel, busybox initramfs with berth-agent) imported as an LXD split VM
+//! image (`lxd/meta.tar.gz` + `lxd/root.qcow2`, with berth's boot/ extension). Three guest
+//! boots in all.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ fn test_image() -> Result<PathBuf, String> {
     probe_program("lxc")?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::var_os("BERTH_VM_TEST_IMAGE").map(PathBuf::from).unwrap_or_else(|| root.join("target/vm-test-image"));
-    if !dir.join("initrd.img").is_file() || !dir.join("vmlinuz").is_file() || !dir.join("root.qcow2").is_file() {
+    if ["initrd.img", "vmlinuz", "root.qcow2", "lxd/meta.tar.gz", "lxd/root.qcow2"].iter().any(|f| !dir.join(f).is_file()) {
         let out = std::process::Command::new(root.join("tests/vm/build-test-image.sh"))
             .arg(&dir)
             .output()
@@ -25,15 +25,6 @@ fn test_image() -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
-}
-
-/// Puts the test image into a VM volume (the layout VM image import produces).
-fn fill_volume(d: &Daemon, name: &str, image: &Path) {
-    let vol = d.data_dir().join("storage-pools/default/virtual-machines").join(name);
-    std::fs::create_dir_all(vol.join("boot")).unwrap();
-    std::fs::copy(image.join("vmlinuz"), vol.join("boot/vmlinuz")).unwrap();
-    std::fs::copy(image.join("initrd.img"), vol.join("boot/initrd.img")).unwrap();
-    std::fs::copy(image.join("root.qcow2"), vol.join("root.img")).unwrap();
 }
 
 /// Kills every QEMU a test left running (pids from the run dirs; works without berthd).
@@ -87,14 +78,13 @@ fn qemu_vm_lxc_lifecycle() {
     let image = image.unwrap();
     let mut d = Daemon::start();
     let _reaper = Reaper(d.data_dir().to_path_buf());
-    d.lxc_ok(&["init", "--empty", "--vm", "v1", "-c", "limits.memory=512MiB", "-c", "limits.cpu=2"]);
-    fill_volume(&d, "v1", &image);
-    let inst = d.get("/1.0/instances/v1");
-    assert_eq!(inst["metadata"]["type"], "virtual-machine");
-    assert_eq!(status(&d, "v1"), "Stopped");
+    let (meta, disk) = (image.join("lxd/meta.tar.gz"), image.join("lxd/root.qcow2"));
+    d.lxc_ok(&["image", "import", meta.to_str().unwrap(), disk.to_str().unwrap(), "--alias", "vmtest"]);
 
     // Boot 1. The first exec arrives while the guest boots: it waits for the agent.
-    d.lxc_ok(&["start", "v1"]);
+    d.lxc_ok(&["launch", "vmtest", "v1", "--vm", "-c", "limits.memory=512MiB", "-c", "limits.cpu=2"]);
+    let inst = d.get("/1.0/instances/v1");
+    assert_eq!(inst["metadata"]["type"], "virtual-machine");
     assert_eq!(status(&d, "v1"), "Running");
     let (code, out, err) = exec(&d, "v1", &["uname", "-a"]);
     assert_eq!(code, 0, "{err}");

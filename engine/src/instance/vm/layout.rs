@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::storage::vm_volume;
 use crate::vm::{Accel, AccelSetting, DirectBoot, Disk, DiskFormat, RunPaths};
 
 /// The QEMU binary looked up in `PATH` (or `BERTH_QEMU`).
@@ -29,9 +30,12 @@ pub fn find_qemu() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(QEMU)).find(|p| p.is_file())
 }
 
-/// The root disk of a VM volume, if any.
+/// The root disk of a VM volume, if it is a regular file (never a symlink).
 pub fn root_disk(volume: &Path) -> Option<Disk> {
-    let path = volume.join("root.img");
+    let path = vm_volume::root_disk(volume);
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+        return None;
+    }
     let mut f = std::fs::File::open(&path).ok()?;
     let mut magic = [0u8; 4];
     let format = match f.read_exact(&mut magic) {
@@ -41,20 +45,20 @@ pub fn root_disk(volume: &Path) -> Option<Disk> {
     Some(Disk { path, format })
 }
 
-/// Direct kernel boot from `boot/` in the volume, if it holds a kernel.
-pub fn direct_boot(volume: &Path) -> Option<DirectBoot> {
-    let boot = volume.join("boot");
-    let kernel = boot.join("vmlinuz");
-    if !kernel.is_file() {
-        return None;
-    }
-    let initrd = Some(boot.join("initrd.img")).filter(|p| p.is_file());
-    let append = std::fs::read_to_string(boot.join("cmdline"))
-        .ok()
-        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_APPEND.to_string());
-    Some(DirectBoot { kernel, initrd, append: Some(append) })
+/// What a VM boots from its volume: the root disk and, with `boot/vmlinuz`, a direct
+/// kernel boot. The layout is checked first (regular files only, see `storage::vm_volume`).
+pub fn boot_layout(volume: &Path) -> Result<(Disk, Option<DirectBoot>), vm_volume::Error> {
+    let files = vm_volume::boot_files(volume)?;
+    let disk = root_disk(volume).ok_or_else(|| vm_volume::Error::Layout {
+        path: vm_volume::ROOT_DISK.into(),
+        reason: "is not a regular file".into(),
+    })?;
+    let boot = files.map(|f| DirectBoot {
+        kernel: f.kernel,
+        initrd: f.initrd,
+        append: Some(f.cmdline.filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_APPEND.to_string())),
+    });
+    Ok((disk, boot))
 }
 
 /// The run dir of a VM: the instance's runtime dir when its socket paths fit, else a
@@ -125,20 +129,25 @@ mod tests {
     #[test]
     fn volume_layout() {
         let d = tempfile::tempdir().unwrap();
-        assert!(root_disk(d.path()).is_none() && direct_boot(d.path()).is_none());
+        assert!(root_disk(d.path()).is_none() && boot_layout(d.path()).is_err());
         std::fs::write(d.path().join("root.img"), b"QFI\xfb\0\0\0\x03").unwrap();
         assert_eq!(root_disk(d.path()).unwrap().format, DiskFormat::Qcow2);
         std::fs::write(d.path().join("root.img"), vec![0u8; 512]).unwrap();
-        assert_eq!(root_disk(d.path()).unwrap().format, DiskFormat::Raw);
+        let (disk, boot) = boot_layout(d.path()).unwrap();
+        assert_eq!((disk.format, boot), (DiskFormat::Raw, None));
         std::fs::create_dir(d.path().join("boot")).unwrap();
         std::fs::write(d.path().join("boot/vmlinuz"), b"k").unwrap();
-        let b = direct_boot(d.path()).unwrap();
+        let b = boot_layout(d.path()).unwrap().1.unwrap();
         assert_eq!((b.initrd, b.append.as_deref()), (None, Some(DEFAULT_APPEND)));
         std::fs::write(d.path().join("boot/initrd.img"), b"i").unwrap();
-        std::fs::write(d.path().join("boot/cmdline"), "console=ttyS0 x=1\nignored\n").unwrap();
-        let b = direct_boot(d.path()).unwrap();
+        std::fs::write(d.path().join("boot/cmdline"), "console=ttyS0 x=1\n").unwrap();
+        let b = boot_layout(d.path()).unwrap().1.unwrap();
         assert_eq!(b.initrd, Some(d.path().join("boot/initrd.img")));
         assert_eq!(b.append.as_deref(), Some("console=ttyS0 x=1"));
+        // A symlinked boot file is refused (it could hand a host file to the guest).
+        std::fs::remove_file(d.path().join("boot/initrd.img")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("boot/initrd.img")).unwrap();
+        assert!(boot_layout(d.path()).is_err());
     }
 
     #[test]

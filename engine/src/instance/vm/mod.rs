@@ -203,18 +203,10 @@ impl VmInstance {
 
     fn spec(&self) -> Result<VmSpec, Error> {
         let a = lock(&self.args).clone();
-        let disk = layout::root_disk(&a.volume_path);
-        let boot = layout::direct_boot(&a.volume_path);
+        let (disk, boot) = layout::boot_layout(&a.volume_path).map_err(|e| Error::Invalid(chain(&e)))?;
         let accel = layout::accel(&self.qemu);
-        let spec = VmSpec::from_config(&a.name, &a.config, accel, disk, boot, layout::host_memory())
-            .map_err(|e| Error::Invalid(format!("Invalid VM configuration: {}", chain(&e))))?;
-        if spec.root_disk.is_none() && spec.boot.is_none() {
-            return Err(Error::Invalid(format!(
-                "The VM has nothing to boot: its volume {} holds neither root.img nor boot/vmlinuz",
-                a.volume_path.display()
-            )));
-        }
-        Ok(spec)
+        VmSpec::from_config(&a.name, &a.config, accel, Some(disk), boot, layout::host_memory())
+            .map_err(|e| Error::Invalid(format!("Invalid VM configuration: {}", chain(&e))))
     }
 
     fn forget_machine(&self) {

@@ -52,7 +52,7 @@ fn qemu_vm_instance_without_guest() {
     // Nothing to boot yet: a clear error, no QEMU.
     let inst = d.load(args.clone()).unwrap();
     let e = inst.start(&NoHooks).err().unwrap();
-    assert!(e.to_string().contains("neither root.img nor boot/vmlinuz"), "{e}");
+    assert!(e.to_string().contains("invalid VM volume: root.img is missing"), "{e}");
 
     std::fs::write(args.volume_path.join("root.img"), vec![0u8; 1 << 20]).unwrap();
     inst.start(&NoHooks).unwrap();
