@@ -7,6 +7,7 @@
 #   (b) berthd: `lxc start v1`, then `lxc exec v1 -- true` retried until it succeeds; then
 #               `lxc stop --force v1`.
 # Usage (root, repository root): bench/vm/boot.sh [RUNS]   (default 7)
+# Prints both medians, their ratio and the median of the per-pair ratios.
 # Env: BERTHD (default target/release/berthd), IMG (default target/vm-test-image, built by
 # tests/vm/build-test-image.sh when missing), MEM (default 512MiB).
 set -euo pipefail
@@ -93,6 +94,9 @@ for i in $(seq "$RUNS"); do
 done
 mb=$(printf '%s\n' "${B[@]}" | median)
 ml=$(printf '%s\n' "${L[@]}" | median)
+mr=$(for i in "${!B[@]}"; do awk -v l="${L[$i]}" -v b="${B[$i]}" 'BEGIN { printf "%.3f\n", l / b }'; done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bare boot (ms):            ${B[*]}  median $mb"
 echo "lxc start -> exec (ms):    ${L[*]}  median $ml"
-awk -v l="$ml" -v b="$mb" 'BEGIN { printf "ratio (medians): %.3f (target <= 1.15)\n", l / b }'
+awk -v l="$ml" -v b="$mb" 'BEGIN { printf "ratio of the medians: %.3f (target <= 1.15)\n", l / b }'
+echo "median of the per-pair ratios: $mr"

@@ -205,7 +205,12 @@ impl VmInstance {
         let a = lock(&self.args).clone();
         let (disk, boot) = layout::boot_layout(&a.volume_path).map_err(|e| Error::Invalid(chain(&e)))?;
         let accel = layout::accel(&self.qemu);
-        VmSpec::from_config(&a.name, &a.config, accel, Some(disk), boot, layout::host_memory())
+        // Host paths from config would hand host files to the guest (and bypass project
+        // restrictions on raw.qemu): the kernel and initrd come only from the volume.
+        let mut config = a.config.clone();
+        config.remove("user.boot.kernel");
+        config.remove("user.boot.initrd");
+        VmSpec::from_config(&a.name, &config, accel, Some(disk), boot, layout::host_memory())
             .map_err(|e| Error::Invalid(format!("Invalid VM configuration: {}", chain(&e))))
     }
 
