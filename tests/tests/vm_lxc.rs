@@ -95,6 +95,12 @@ fn qemu_vm_lxc_lifecycle() {
     });
     let (code, out, err) = exec(&d, "v1", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    // Interactive (a pty in the guest), environment, user and cwd.
+    let o = d.lxc(&["exec", "-t", "v1", "--env", "X=pty", "--", "sh", "-c", "tty; echo $X"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.starts_with("/dev/pts/") && out.contains("\npty"), "{out:?}");
+    let o = d.lxc(&["exec", "v1", "--env", "X=y", "--user", "1000", "--group", "1000", "--cwd", "/tmp", "--", "sh", "-c", "id -u; id -g; pwd; echo $X"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\n1000\n/tmp\ny\n");
     // limits.cpu and limits.memory shaped the machine.
     let (_, out, _) = exec(&d, "v1", &["grep", "-c", "^processor", "/proc/cpuinfo"]);
     assert_eq!(out.trim(), "2");
@@ -169,8 +175,13 @@ fn qemu_vm_lxc_lifecycle() {
     assert_eq!(status(&d, "v1"), "Stopped");
     assert!(!Path::new(&format!("/proc/{pid}")).exists() || qemu_pid(&run).is_none());
 
-    // Boot 3: a poweroff from inside is noticed and recorded.
+    // Boot 3, then 4: restart gives a new QEMU; a poweroff from inside is noticed and recorded.
     d.lxc_ok(&["start", "v1"]);
+    assert_eq!(exec(&d, "v1", &["echo", "up"]).1, "up\n");
+    let pid = qemu_pid(&run).expect("qemu pid");
+    d.lxc_ok(&["restart", "--force", "v1"]);
+    assert_eq!(status(&d, "v1"), "Running");
+    assert_ne!(qemu_pid(&run), Some(pid));
     assert_eq!(exec(&d, "v1", &["echo", "up"]).1, "up\n");
     let _ = d.lxc(&["exec", "v1", "--", "poweroff"]);
     eventually("the VM to stop by itself", Duration::from_secs(60), || status(&d, "v1") == "Stopped");
