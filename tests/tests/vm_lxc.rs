@@ -69,6 +69,41 @@ fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+async fn ws_connect(d: &Daemon, id: &str, secret: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {
+    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let url = format!("ws://unix.socket/1.0/operations/{id}/websocket?secret={secret}");
+    tokio_tungstenite::client_async(url, stream).await.unwrap().0
+}
+
+/// Types into the serial console through `POST /1.0/instances/<name>/console` and waits for
+/// the echo.
+fn console_echo(d: &Daemon, name: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let r = d.req("POST", &format!("/1.0/instances/{name}/console"), Some(serde_json::json!({"width": 80, "height": 24, "type": "console"})));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let meta = r.json()["metadata"].clone();
+    let id = meta["id"].as_str().unwrap().to_string();
+    let fds = meta["metadata"]["fds"].clone();
+    berth_tests::block_on(async {
+        let mut control = ws_connect(d, &id, fds["control"].as_str().unwrap()).await;
+        let mut data = ws_connect(d, &id, fds["0"].as_str().unwrap()).await;
+        data.send(Message::binary(b"CONSOLE-PING-42".to_vec())).await.unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&seen).contains("CONSOLE-PING-42") {
+            match tokio::time::timeout_at(deadline, data.next()).await.expect("console echo in time") {
+                Some(Ok(Message::Binary(b))) => seen.extend_from_slice(&b),
+                Some(Ok(_)) => {}
+                other => panic!("console closed: {other:?} after {:?}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        control.close(None).await.unwrap();
+    });
+    let w = d.get(&format!("/1.0/operations/{id}/wait?timeout=10"))["metadata"].clone();
+    assert_eq!(w["status"], "Success", "{w}");
+}
+
 #[test]
 fn qemu_vm_lxc_lifecycle() {
     let image = test_image();
@@ -141,9 +176,11 @@ fn qemu_vm_lxc_lifecycle() {
     assert_eq!(status(&d, "v1"), "Running");
     assert_eq!(exec(&d, "v1", &["echo", "thawed"]).1, "thawed\n");
 
-    // The serial console log.
+    // The serial console: attached over the console API (the guest's tty echoes what is
+    // typed), and its log.
+    console_echo(&d, "v1");
     let log = d.lxc_ok(&["console", "v1", "--show-log"]);
-    assert!(log.contains("BERTH-INIT-DONE"), "{log}");
+    assert!(log.contains("BERTH-INIT-DONE") && log.contains("CONSOLE-PING-42"), "{log}");
 
     // berthd dies; QEMU lives on and the next berthd adopts it (QMP and agent again).
     let run = d.data_dir().join("vms/default_v1");
