@@ -166,6 +166,13 @@ fn qemu_vm_lxc_lifecycle() {
     let info = d.lxc_ok(&["info", "v1"]);
     assert!(info.contains("Type: virtual-machine") && info.contains("Memory usage:") && info.contains("CPU usage"), "{info}");
 
+    // limits.memory on a running VM: shrinking goes through the balloon, now.
+    d.lxc_ok(&["config", "set", "v1", "limits.memory=256MiB"]);
+    eventually("the balloon to shrink the guest", Duration::from_secs(60), || {
+        let (_, out, _) = exec(&d, "v1", &["grep", "MemTotal", "/proc/meminfo"]);
+        out.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).is_some_and(|kb| kb <= 256 * 1024)
+    });
+
     // Freeze and unfreeze (QMP stop/cont).
     d.lxc_ok(&["pause", "v1"]);
     assert_eq!(status(&d, "v1"), "Frozen");
