@@ -250,6 +250,14 @@ impl Instance for VmInstance {
             return Err(Error::AlreadyRunning);
         }
         let spec = self.spec()?;
+        {
+            let a = lock(&self.args);
+            let ignored: Vec<&str> =
+                a.devices.iter().filter(|(_, d)| !crate::config::is_root_disk(d)).map(|(n, _)| n.as_str()).collect();
+            if !ignored.is_empty() {
+                tracing::warn!(instance = %a.name, devices = ?ignored, "VM devices other than the root disk are not attached yet");
+            }
+        }
         let m = Arc::new(Machine::start(&self.qemu, &spec, self.paths.clone()).map_err(m_err("Failed to start VM"))?);
         *lock(&self.machine) = Some(m.clone());
         self.shared.set_current(Some(&m));
@@ -436,9 +444,6 @@ impl Instance for VmInstance {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 fn convert_interface(i: crate::vm::agent::Interface) -> super::NetInterface {
     use crate::container::state::{NetAddress, NetCounters};
     super::NetInterface {
@@ -459,3 +464,6 @@ fn convert_interface(i: crate::vm::agent::Interface) -> super::NetInterface {
         kind: i.kind,
     }
 }
+
+#[cfg(test)]
+mod tests;
