@@ -259,6 +259,8 @@ fn vm_lifecycle_on_pool(d: &Daemon, pool: &str) {
     assert_eq!(v1["config"]["volatile.base_image"], fp);
     let list = d.lxc_ok(&["list", "--format", "csv", "-c", "nt"]);
     assert!(list.contains("v1,VIRTUAL-MACHINE"), "{list}");
+    let vols = d.lxc_ok(&["storage", "volume", "list", pool, "--format", "csv"]);
+    assert!(vols.lines().any(|l| l.starts_with("virtual-machine,v1,")), "{vols}");
     let root = vm_dir(d, pool, "v1");
     assert_eq!(std::fs::read(root.join("root.img")).expect("root.img"), disk);
     assert!(root.join("boot/vmlinuz").is_file() && root.join("metadata.yaml").is_file());

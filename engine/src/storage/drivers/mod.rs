@@ -5,7 +5,6 @@
 
 mod btrfs;
 mod dir;
-mod sparse;
 pub mod util;
 
 use std::collections::BTreeMap;
@@ -16,6 +15,9 @@ use super::volume::{Volume, VolumeType};
 
 pub use btrfs::{is_btrfs, is_subvolume, loop_devices_of, Btrfs};
 pub use dir::Dir;
+
+/// Hole-preserving file copies (tree copies of VM disks).
+mod sparse;
 
 /// Errors of the storage drivers.
 #[derive(Debug, thiserror::Error)]
