@@ -117,7 +117,8 @@ fn qemu_vm_lxc_lifecycle() {
     d.lxc_ok(&["image", "import", meta.to_str().unwrap(), disk.to_str().unwrap(), "--alias", "vmtest"]);
 
     // Boot 1. The first exec arrives while the guest boots: it waits for the agent.
-    d.lxc_ok(&["launch", "vmtest", "v1", "--vm", "-c", "limits.memory=512MiB", "-c", "limits.cpu=2"]);
+    let raw = "raw.qemu=-smbios type=1,serial=berth-raw-qemu";
+    d.lxc_ok(&["launch", "vmtest", "v1", "--vm", "-c", "limits.memory=512MiB", "-c", "limits.cpu=2", "-c", raw]);
     let inst = d.get("/1.0/instances/v1");
     assert_eq!(inst["metadata"]["type"], "virtual-machine");
     assert_eq!(status(&d, "v1"), "Running");
@@ -136,7 +137,8 @@ fn qemu_vm_lxc_lifecycle() {
     assert!(o.status.success() && out.starts_with("/dev/pts/") && out.contains("\npty"), "{out:?}");
     let o = d.lxc(&["exec", "v1", "--env", "X=y", "--user", "1000", "--group", "1000", "--cwd", "/tmp", "--", "sh", "-c", "id -u; id -g; pwd; echo $X"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\n1000\n/tmp\ny\n");
-    // limits.cpu and limits.memory shaped the machine.
+    // raw.qemu reached QEMU; limits.cpu and limits.memory shaped the machine.
+    assert_eq!(exec(&d, "v1", &["cat", "/sys/class/dmi/id/product_serial"]).1, "berth-raw-qemu\n");
     let (_, out, _) = exec(&d, "v1", &["grep", "-c", "^processor", "/proc/cpuinfo"]);
     assert_eq!(out.trim(), "2");
     let (_, out, _) = exec(&d, "v1", &["sh", "-c", "grep MemTotal /proc/meminfo"]);
