@@ -50,7 +50,8 @@ fn main() {
             Ok(file) => serve(file),
             Err(e) => {
                 eprintln!("berth-agent: {e}");
-                std::thread::sleep(Duration::from_secs(1));
+                // Short: the port may appear a moment after the agent starts (boot latency).
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }

@@ -156,9 +156,10 @@ pub fn render(p: PowerState, st: Option<&State>) -> Value {
             }),
         );
     }
+    let disk: serde_json::Map<String, Value> = s.disk.iter().map(|(k, v)| (k.clone(), json!({"usage": v}))).collect();
     json!({
         "status": p.name(), "status_code": p.code(),
-        "disk": {},
+        "disk": disk,
         "memory": {"usage": s.memory_usage, "usage_peak": s.memory_peak, "swap_usage": 0, "swap_usage_peak": 0},
         "network": network, "pid": s.pid, "processes": s.processes, "cpu": {"usage": s.cpu_usage_ns},
     })

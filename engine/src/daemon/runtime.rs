@@ -97,13 +97,14 @@ impl Daemon {
             }
         }
         let key = format!("{}_{}", inst.project, inst.name);
+        let kind = if inst.instance_type == InstanceType::VirtualMachine { "vms" } else { "containers" };
         Ok(LoadArgs {
             project: inst.project.clone(),
             name: inst.name.clone(),
             config,
             devices,
             volume_path: self.instance_path(&inst.project, &inst.name)?,
-            runtime_dir: self.data_dir.join("containers").join(&key),
+            runtime_dir: self.data_dir.join(kind).join(&key),
             log_dir: self.instance_log_dir(&inst.project, &inst.name),
             other_maps,
         })
@@ -348,9 +349,6 @@ impl Daemon {
     pub fn start_runtime(self: &Arc<Self>) {
         let recs: Vec<InstanceRecord> = self.model().instances.values().cloned().collect();
         for rec in recs {
-            if rec.instance_type != InstanceType::Container {
-                continue;
-            }
             let key = scoped_key(&rec.project, &rec.name);
             let inst = match self.load_instance(&rec) {
                 Ok(i) => i,

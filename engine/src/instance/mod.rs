@@ -5,6 +5,7 @@
 //! implement the same traits over its guest agent.
 
 pub mod container;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -121,6 +122,8 @@ pub struct State {
     pub memory_usage: u64,
     pub memory_peak: u64,
     pub cpu_usage_ns: u64,
+    /// Disk usage in bytes per disk device (empty when unknown).
+    pub disk: BTreeMap<String, u64>,
     pub network: BTreeMap<String, NetInterface>,
 }
 
@@ -255,7 +258,10 @@ pub trait Driver: Send + Sync {
 type Constructor = fn() -> Box<dyn Driver>;
 
 /// The registry: instance type name → constructor.
-const REGISTRY: &[(&str, Constructor)] = &[("container", || Box::new(container::ContainerDriver::new()))];
+const REGISTRY: &[(&str, Constructor)] = &[
+    ("container", || Box::new(container::ContainerDriver::new())),
+    ("virtual-machine", || Box::new(vm::VmDriver::new())),
+];
 
 /// The driver of an instance type (or why there is none).
 pub fn driver_for(t: InstanceType) -> Result<Box<dyn Driver>, Error> {

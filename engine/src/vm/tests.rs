@@ -213,6 +213,14 @@ fn qemu_guest_agent_lifecycle() {
     assert_eq!(out.return_code(), 0);
     assert!(text.starts_with("Linux berth-test ") && text.contains("cloud-amd64"), "{text}");
 
+    // The image starts the agent first and finishes its init (disks, lo, acpid) in the
+    // background: wait for that before looking at them.
+    let t = Instant::now();
+    while !String::from_utf8_lossy(&std::fs::read(paths.console_log()).unwrap_or_default()).contains("BERTH-INIT-DONE") {
+        assert!(t.elapsed() < Duration::from_secs(60), "guest init did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // The qcow2 root disk is the guest's virtio-blk /dev/vda (64 MiB = 131072 sectors).
     let out = agent
         .exec(ExecSpec { argv: vec!["cat".into(), "/sys/block/vda/size".into()], ..Default::default() })

@@ -239,6 +239,7 @@ impl Instance for ContainerInstance {
                 memory_usage: 0,
                 memory_peak: 0,
                 cpu_usage_ns: 0,
+                disk: BTreeMap::new(),
                 network: BTreeMap::new(),
             });
         };
@@ -254,6 +255,7 @@ impl Instance for ContainerInstance {
             memory_usage: s.memory_usage,
             memory_peak: s.memory_peak,
             cpu_usage_ns: s.cpu_usage_ns,
+            disk: BTreeMap::new(),
             network: s.network,
         })
     }
@@ -404,10 +406,12 @@ mod tests {
     fn driver_registry_reports_status() {
         let all = crate::instance::drivers();
         assert!(all.iter().any(|(n, _)| *n == "container"));
-        // No VM driver is registered in this branch: it reports why.
-        match crate::instance::driver_for(crate::config::InstanceType::VirtualMachine) {
-            Err(Error::NotOperational { .. }) => {}
-            _ => panic!("expected NotOperational"),
+        // The VM driver is registered; without QEMU it reports why.
+        assert!(all.iter().any(|(n, _)| *n == "virtual-machine"));
+        let vm = crate::instance::driver_for(crate::config::InstanceType::VirtualMachine);
+        match crate::instance::vm::layout::find_qemu() {
+            Some(_) => assert!(vm.is_ok()),
+            None => assert!(matches!(vm, Err(Error::NotOperational { reason, .. }) if reason.contains("qemu"))),
         }
     }
 }

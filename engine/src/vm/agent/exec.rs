@@ -62,6 +62,12 @@ impl Exec {
         self.pid
     }
 
+    /// A handle for stdin, resize and signals that works while another thread waits in
+    /// [`Exec::next_event`].
+    pub fn control(&self) -> ExecControl {
+        ExecControl { inner: self.inner.clone(), stream: self.stream }
+    }
+
     /// Sends stdin bytes.
     pub fn write_stdin(&self, data: &[u8]) -> Result<(), AgentError> {
         for chunk in data.chunks(berth_agent::proto::CHUNK) {
@@ -122,6 +128,38 @@ impl Exec {
                 }
             }
         }
+    }
+}
+
+/// Input side of a running command, shareable between threads.
+#[derive(Clone)]
+pub struct ExecControl {
+    inner: Arc<Inner>,
+    stream: u32,
+}
+
+impl ExecControl {
+    /// Sends stdin bytes.
+    pub fn write_stdin(&self, data: &[u8]) -> Result<(), AgentError> {
+        for chunk in data.chunks(berth_agent::proto::CHUNK) {
+            self.inner.send(&Msg::Stdin { stream: self.stream }, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Closes stdin (a pty gets ^D).
+    pub fn close_stdin(&self) -> Result<(), AgentError> {
+        self.inner.send(&Msg::Stdin { stream: self.stream }, &[])
+    }
+
+    /// Resizes the pty.
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), AgentError> {
+        self.inner.send(&Msg::Resize { stream: self.stream, rows, cols }, &[])
+    }
+
+    /// Sends a signal to the command.
+    pub fn signal(&self, signal: i32) -> Result<(), AgentError> {
+        self.inner.send(&Msg::Signal { stream: self.stream, signal }, &[])
     }
 }
 

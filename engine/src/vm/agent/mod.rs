@@ -8,7 +8,7 @@
 mod exec;
 
 pub use berth_agent::proto::{ExecSpec, FileKind, FileStat, Interface, WinSize};
-pub use exec::{Exec, ExecEvent, ExecOutput};
+pub use exec::{Exec, ExecControl, ExecEvent, ExecOutput};
 
 use berth_agent::proto::{self, Frame, Msg, ProtoError, CHUNK};
 use std::collections::HashMap;
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default bound on waiting for the agent (configurable per call).
 pub const DEFAULT_READY_WAIT: Duration = Duration::from_secs(30);
+/// How often `connect` repeats its hello while the guest agent is not up.
+const HELLO_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a request waits for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -121,13 +123,15 @@ impl AgentClient {
         let nonce = nanos ^ u64::from(std::process::id()) << 32;
         let mut writer = stream.try_clone()?;
         let mut reader = BufReader::new(stream.try_clone()?);
-        stream.set_read_timeout(Some(Duration::from_millis(250)))?;
+        // Short: QEMU may hold a hello written before the guest opened its port until more
+        // data arrives, so hellos repeat often (the agent answers each; extras are ignored).
+        stream.set_read_timeout(Some(HELLO_INTERVAL / 2))?;
         let mut last_hello: Option<Instant> = None;
         let hostname = loop {
             if start.elapsed() >= wait {
                 return Err(not_ready());
             }
-            if last_hello.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            if last_hello.is_none_or(|t| t.elapsed() >= HELLO_INTERVAL) {
                 proto::write_frame(&mut writer, &Msg::Hello { nonce, version: berth_agent::PROTOCOL_VERSION }, &[])?;
                 last_hello = Some(Instant::now());
             }

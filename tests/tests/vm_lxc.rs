@@ -1,0 +1,239 @@
+//! Qemu tier: virtual machines driven end to end by the real `lxc` 5.0.2 client against
+//! berthd, under TCG. The VM comes from the test image (`tests/vm/build-test-image.sh`:
+//! Debian cloud kernel, busybox initramfs with berth-agent) imported as an LXD split VM
+//! image (`lxd/meta.tar.gz` + `lxd/root.qcow2`, with berth's boot/ extension). Three guest
+//! boots in all.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_tests::{probe_program, require, Daemon, Tier};
+
+/// The test image dir, built on demand (like the engine's VM tests).
+fn test_image() -> Result<PathBuf, String> {
+    probe_program("qemu-system-x86_64")?;
+    probe_program("lxc")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE").map(PathBuf::from).unwrap_or_else(|| root.join("target/vm-test-image"));
+    if ["initrd.img", "vmlinuz", "root.qcow2", "lxd/meta.tar.gz", "lxd/root.qcow2"].iter().any(|f| !dir.join(f).is_file()) {
+        let out = std::process::Command::new(root.join("tests/vm/build-test-image.sh"))
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("cannot run build-test-image.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("build-test-image.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    Ok(dir)
+}
+
+/// Kills every QEMU a test left running (pids from the run dirs; works without berthd).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("vms")) else { return };
+        for dir in dirs.flatten() {
+            if let Some(pid) = qemu_pid(&dir.path()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn qemu_pid(run: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(run.join("qemu.pid")).ok()?.trim().parse().ok()?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmd).contains("qemu").then_some(pid)
+}
+
+fn status(d: &Daemon, name: &str) -> String {
+    d.get(&format!("/1.0/instances/{name}"))["metadata"]["status"].as_str().unwrap_or("").to_string()
+}
+
+fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["exec", name, "--"];
+    args.extend_from_slice(cmd);
+    let o = d.lxc(&args);
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn ws_connect(d: &Daemon, id: &str, secret: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {
+    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let url = format!("ws://unix.socket/1.0/operations/{id}/websocket?secret={secret}");
+    tokio_tungstenite::client_async(url, stream).await.unwrap().0
+}
+
+/// Types into the serial console through `POST /1.0/instances/<name>/console` and waits for
+/// the echo.
+fn console_echo(d: &Daemon, name: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let r = d.req("POST", &format!("/1.0/instances/{name}/console"), Some(serde_json::json!({"width": 80, "height": 24, "type": "console"})));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let meta = r.json()["metadata"].clone();
+    let id = meta["id"].as_str().unwrap().to_string();
+    let fds = meta["metadata"]["fds"].clone();
+    berth_tests::block_on(async {
+        let mut control = ws_connect(d, &id, fds["control"].as_str().unwrap()).await;
+        let mut data = ws_connect(d, &id, fds["0"].as_str().unwrap()).await;
+        data.send(Message::binary(b"CONSOLE-PING-42".to_vec())).await.unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&seen).contains("CONSOLE-PING-42") {
+            match tokio::time::timeout_at(deadline, data.next()).await.expect("console echo in time") {
+                Some(Ok(Message::Binary(b))) => seen.extend_from_slice(&b),
+                Some(Ok(_)) => {}
+                other => panic!("console closed: {other:?} after {:?}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        control.close(None).await.unwrap();
+    });
+    let w = d.get(&format!("/1.0/operations/{id}/wait?timeout=10"))["metadata"].clone();
+    assert_eq!(w["status"], "Success", "{w}");
+}
+
+#[test]
+fn qemu_vm_lxc_lifecycle() {
+    let image = test_image();
+    if !require("qemu_vm_lxc_lifecycle", Tier::Qemu, image.as_ref().map(drop).map_err(Clone::clone)) {
+        return;
+    }
+    let image = image.unwrap();
+    let mut d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    let (meta, disk) = (image.join("lxd/meta.tar.gz"), image.join("lxd/root.qcow2"));
+    d.lxc_ok(&["image", "import", meta.to_str().unwrap(), disk.to_str().unwrap(), "--alias", "vmtest"]);
+
+    // Boot 1. The first exec arrives while the guest boots: it waits for the agent.
+    let raw = "raw.qemu=-smbios type=1,serial=berth-raw-qemu";
+    d.lxc_ok(&["launch", "vmtest", "v1", "--vm", "-c", "limits.memory=512MiB", "-c", "limits.cpu=2", "-c", raw]);
+    let inst = d.get("/1.0/instances/v1");
+    assert_eq!(inst["metadata"]["type"], "virtual-machine");
+    assert_eq!(status(&d, "v1"), "Running");
+    let (code, out, err) = exec(&d, "v1", &["uname", "-a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Linux berth-test ") && out.contains("cloud-amd64"), "{out}");
+    // The image starts its agent first and finishes its init (lo, acpid) in the background.
+    eventually("the guest init to finish", Duration::from_secs(60), || {
+        d.lxc_ok(&["console", "v1", "--show-log"]).contains("BERTH-INIT-DONE")
+    });
+    let (code, out, err) = exec(&d, "v1", &["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    // Interactive (a pty in the guest), environment, user and cwd.
+    let o = d.lxc(&["exec", "-t", "v1", "--env", "X=pty", "--", "sh", "-c", "tty; echo $X"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.starts_with("/dev/pts/") && out.contains("\npty"), "{out:?}");
+    let o = d.lxc(&["exec", "v1", "--env", "X=y", "--user", "1000", "--group", "1000", "--cwd", "/tmp", "--", "sh", "-c", "id -u; id -g; pwd; echo $X"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\n1000\n/tmp\ny\n");
+    // raw.qemu reached QEMU; limits.cpu and limits.memory shaped the machine.
+    assert_eq!(exec(&d, "v1", &["cat", "/sys/class/dmi/id/product_serial"]).1, "berth-raw-qemu\n");
+    let (_, out, _) = exec(&d, "v1", &["grep", "-c", "^processor", "/proc/cpuinfo"]);
+    assert_eq!(out.trim(), "2");
+    let (_, out, _) = exec(&d, "v1", &["sh", "-c", "grep MemTotal /proc/meminfo"]);
+    let kb: u64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(kb > 400 * 1024 && kb <= 512 * 1024, "{out}");
+
+    // Files through the agent.
+    let local = d.data_dir().join("push.txt");
+    std::fs::write(&local, "pushed into the guest\n").unwrap();
+    d.lxc_ok(&["file", "push", local.to_str().unwrap(), "v1/root/pushed.txt", "--mode", "0640"]);
+    let (_, out, _) = exec(&d, "v1", &["sh", "-c", "cat /root/pushed.txt; stat -c %a /root/pushed.txt"]);
+    assert_eq!(out, "pushed into the guest\n640\n");
+    exec(&d, "v1", &["sh", "-c", "echo made in the guest > /tmp/pull.txt"]);
+    let pulled = d.data_dir().join("pulled.txt");
+    d.lxc_ok(&["file", "pull", "v1/tmp/pull.txt", pulled.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&pulled).unwrap(), "made in the guest\n");
+    d.lxc_ok(&["file", "delete", "v1/root/pushed.txt"]);
+    assert_ne!(exec(&d, "v1", &["test", "-e", "/root/pushed.txt"]).0, 0);
+
+    // State: memory, CPU and disk from QMP and the host, interfaces from the agent.
+    let st = d.get("/1.0/instances/v1/state")["metadata"].clone();
+    assert!(st["memory"]["usage"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["cpu"]["usage"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    assert!(st["disk"]["root"]["usage"].as_u64().is_some(), "{st}");
+    assert_eq!(st["network"]["lo"]["addresses"][0]["address"], "127.0.0.1", "{st}");
+    let info = d.lxc_ok(&["info", "v1"]);
+    assert!(info.contains("Type: virtual-machine") && info.contains("Memory usage:") && info.contains("CPU usage"), "{info}");
+
+    // limits.memory on a running VM: shrinking goes through the balloon, now.
+    d.lxc_ok(&["config", "set", "v1", "limits.memory=256MiB"]);
+    eventually("the balloon to shrink the guest", Duration::from_secs(60), || {
+        let (_, out, _) = exec(&d, "v1", &["grep", "MemTotal", "/proc/meminfo"]);
+        out.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).is_some_and(|kb| kb <= 256 * 1024)
+    });
+
+    // Freeze and unfreeze (QMP stop/cont).
+    d.lxc_ok(&["pause", "v1"]);
+    assert_eq!(status(&d, "v1"), "Frozen");
+    let (code, _, err) = exec(&d, "v1", &["true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("frozen"), "{err}");
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(status(&d, "v1"), "Running");
+    assert_eq!(exec(&d, "v1", &["echo", "thawed"]).1, "thawed\n");
+
+    // The serial console: attached over the console API (the guest's tty echoes what is
+    // typed), and its log.
+    console_echo(&d, "v1");
+    let log = d.lxc_ok(&["console", "v1", "--show-log"]);
+    assert!(log.contains("BERTH-INIT-DONE") && log.contains("CONSOLE-PING-42"), "{log}");
+
+    // berthd dies; QEMU lives on and the next berthd adopts it (QMP and agent again).
+    let run = d.data_dir().join("vms/default_v1");
+    let pid = qemu_pid(&run).expect("qemu pid");
+    d.kill9();
+    d.spawn();
+    assert_eq!(qemu_pid(&run), Some(pid));
+    assert_eq!(status(&d, "v1"), "Running");
+    assert_eq!(exec(&d, "v1", &["echo", "adopted"]).1, "adopted\n");
+    let log = d.lxc_ok(&["console", "v1", "--show-log"]);
+    assert!(log.contains("BERTH-INIT-DONE"), "console log kept across berthd restarts");
+
+    // Clean stop: the ACPI button makes the guest power off by itself.
+    d.lxc_ok(&["stop", "v1"]);
+    assert_eq!(status(&d, "v1"), "Stopped");
+    assert!(qemu_pid(&run).is_none());
+    let log = d.lxc_ok(&["console", "v1", "--show-log"]);
+    assert!(log.contains("BERTH-POWERDOWN"), "the guest acted on the power button: {log}");
+    let (code, _, err) = exec(&d, "v1", &["true"]);
+    assert!(code != 0 && err.contains("not running"), "{err}");
+
+    // Boot 2: forced stop.
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(exec(&d, "v1", &["echo", "again"]).1, "again\n");
+    let pid = qemu_pid(&run).expect("qemu pid");
+    let t = Instant::now();
+    d.lxc_ok(&["stop", "--force", "v1"]);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(status(&d, "v1"), "Stopped");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || qemu_pid(&run).is_none());
+
+    // Boot 3, then 4: restart gives a new QEMU; a poweroff from inside is noticed and recorded.
+    d.lxc_ok(&["start", "v1"]);
+    assert_eq!(exec(&d, "v1", &["echo", "up"]).1, "up\n");
+    let pid = qemu_pid(&run).expect("qemu pid");
+    d.lxc_ok(&["restart", "--force", "v1"]);
+    assert_eq!(status(&d, "v1"), "Running");
+    assert_ne!(qemu_pid(&run), Some(pid));
+    assert_eq!(exec(&d, "v1", &["echo", "up"]).1, "up\n");
+    let _ = d.lxc(&["exec", "v1", "--", "poweroff"]);
+    eventually("the VM to stop by itself", Duration::from_secs(60), || status(&d, "v1") == "Stopped");
+    let inst = d.get("/1.0/instances/v1");
+    assert_eq!(inst["metadata"]["config"]["volatile.last_state.power"], "STOPPED");
+
+    d.lxc_ok(&["delete", "v1"]);
+    assert!(!d.data_dir().join("storage-pools/default/virtual-machines/v1").exists());
+}
