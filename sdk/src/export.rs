@@ -37,6 +37,7 @@ macro_rules! __berth_export_capability {
     };
     (Filter, $a:ident) => {
         $crate::__export_instance_filter_impl!($a with_types_in $crate::bindings::instance_filter);
+        $crate::__export_filter_view_needs_impl!($a with_types_in $crate::bindings::filter_view_needs);
     };
     (Lifecycle, $a:ident) => {
         $crate::__export_lifecycle_hooks_impl!($a with_types_in $crate::bindings::lifecycle_hooks);

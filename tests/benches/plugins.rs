@@ -188,6 +188,14 @@ fn main() -> anyhow::Result<()> {
         }),
     );
 
+    // 3b. Where loading a cached plugin goes, phase by phase (wasmtime directly, an
+    // engine configured as the host's). `OLD_NAME_POLICY=<path.wasm>` adds another
+    // build of the plugin (e.g. the one with the `regex` crate) for comparison.
+    load_phases("name-policy", wasm::NAME_POLICY)?;
+    if let Ok(old) = std::env::var("OLD_NAME_POLICY") {
+        load_phases("name-policy (OLD_NAME_POLICY)", &old)?;
+    }
+
     // 4. RSS around 10,000 calls to the fault fixtures.
     let faults = PluginHost::new(&cache)?;
     let mut fast = PluginSettings::default();
@@ -243,4 +251,55 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Times each step of loading `path` from a compiled-code cache.
+fn load_phases(label: &str, path: &str) -> anyhow::Result<()> {
+    use sha2::Digest;
+    use wasmtime::component::{Component, Linker};
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    let engine = wasmtime::Engine::new(&config)?;
+    let dir = tempfile::tempdir()?;
+    let wasm = std::fs::read(path)?;
+    let cwasm_path = dir.path().join("p.cwasm");
+    std::fs::write(&cwasm_path, Component::new(&engine, &wasm)?.serialize()?)?;
+    let cwasm = std::fs::read(&cwasm_path)?;
+    println!(
+        "load phases, {label}: {} KiB wasm, {} KiB compiled",
+        wasm.len() / 1024,
+        cwasm.len() / 1024
+    );
+    row("  read .wasm", measure(20, 20, || { std::hint::black_box(std::fs::read(path).ok()); }));
+    row("  sha256 of .wasm", measure(20, 20, || { std::hint::black_box(sha2::Sha256::digest(&wasm)); }));
+    row("  read .cwasm", measure(20, 20, || { std::hint::black_box(std::fs::read(&cwasm_path).ok()); }));
+    // SAFETY: bytes and file were serialized just above by an engine of this config.
+    row("  Component::deserialize (bytes)", measure(20, 10, || {
+        std::hint::black_box(unsafe { Component::deserialize(&engine, &cwasm) }.ok());
+    }));
+    row("  Component::deserialize_file (mmap)", measure(20, 10, || {
+        std::hint::black_box(unsafe { Component::deserialize_file(&engine, &cwasm_path) }.ok());
+    }));
+    let mut linker: Linker<()> = Linker::new(&engine);
+    // SAFETY: as above.
+    let component = unsafe { Component::deserialize(&engine, &cwasm) }?;
+    linker.define_unknown_imports_as_traps(&component)?;
+    row("  instantiate_pre", measure(20, 10, || { std::hint::black_box(linker.instantiate_pre(&component).ok()); }));
+    row("  first instantiation of a just-loaded component", measure(20, 5, || {
+        // SAFETY: as above.
+        let c = unsafe { Component::deserialize(&engine, &cwasm) }.expect("deserialize");
+        let pre = linker.instantiate_pre(&c).expect("pre");
+        let t = Instant::now();
+        let mut store = wasmtime::Store::new(&engine, ());
+        store.set_epoch_deadline(1000);
+        std::hint::black_box(pre.instantiate(&mut store).ok());
+        FIRST.with(|f| f.set(f.get() + t.elapsed()));
+    }));
+    let first = FIRST.with(|f| f.replace(Duration::ZERO));
+    println!("    (of which the instantiation itself: {:.2?} per load on average)", first / (20 * 5 + 5));
+    Ok(())
+}
+
+thread_local! {
+    static FIRST: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
 }

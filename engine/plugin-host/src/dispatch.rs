@@ -255,7 +255,7 @@ impl PluginHost {
             .ok_or_else(|| PluginError::UnknownPredicate {
                 name: name.to_string(),
             })?;
-        let view = convert::instance(instance);
+        let view = filter_view(&entry, convert::instance(instance));
         let result = entry.call(&self.engine, |store, inst, c| {
             let g = c
                 .indices
@@ -284,8 +284,10 @@ impl PluginHost {
         if plugins.is_empty() {
             return true;
         }
-        let view = convert::instance(instance);
+        let whole = convert::instance(instance);
         plugins.iter().all(|entry| {
+            let trimmed = entry.compiled.needs.as_ref().map(|n| n.trim(&whole));
+            let view = trimmed.as_ref().unwrap_or(&whole);
             let result = entry.call(&self.engine, |store, inst, c| {
                 let g = c
                     .indices
@@ -293,7 +295,7 @@ impl PluginHost {
                     .as_ref()
                     .ok_or_else(missing)?
                     .load(&mut *store, inst)?;
-                g.call_visible(&mut *store, &view)
+                g.call_visible(&mut *store, view)
             });
             match result {
                 Ok(b) => b,
@@ -365,6 +367,17 @@ fn bounded(
     start: Instant,
 ) -> Result<Verdict, Failure> {
     convert::verdict(raw, &e.ctx.settings.limits).map_err(|kind| e.fail(kind, start.elapsed()))
+}
+
+/// `view` as `entry`'s filter calls get it (see `needs`).
+fn filter_view(
+    entry: &Entry,
+    view: crate::bindings::berth::plugin::types::InstanceView,
+) -> crate::bindings::berth::plugin::types::InstanceView {
+    match &entry.compiled.needs {
+        Some(n) => n.trim(&view),
+        None => view,
+    }
 }
 
 /// Only reachable if the registry and the indices disagree.

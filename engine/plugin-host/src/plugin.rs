@@ -9,7 +9,7 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    describe, filter, filter_view, lifecycle, validate_device, validate_instance, validate_profile,
     validate_project,
 };
 use crate::error::{Failure, FailureKind};
@@ -30,6 +30,7 @@ pub(crate) struct Indices {
     pub validate_project: Option<validate_project::GuestIndices>,
     pub validate_device: Option<validate_device::GuestIndices>,
     pub filter: Option<filter::GuestIndices>,
+    pub filter_view: Option<filter_view::GuestIndices>,
     pub lifecycle: Option<lifecycle::GuestIndices>,
 }
 
@@ -40,6 +41,8 @@ pub(crate) struct Compiled {
     pub capabilities: Vec<Capability>,
     pub metadata: Metadata,
     pub predicates: Vec<String>,
+    /// What the filter reads (`None`: whole views).
+    pub needs: Option<crate::needs::ViewNeeds>,
     pub sha256: String,
     pub from_cache: bool,
     pub load_time: Duration,

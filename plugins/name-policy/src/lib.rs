@@ -1,9 +1,11 @@
 //! Instance names must match a regex: plugin config `project.<name>` for a
 //! project, else `default`. No pattern configured means no rule. The pattern
-//! is anchored (`^(?:...)$`) so a partial match is not enough.
+//! is anchored (`^(?:...)$`) so a partial match is not enough. Patterns are
+//! `regex-lite` syntax: the `regex` crate's, without Unicode classes (`\p{..}`;
+//! `\w`, `\d` are ASCII), which instance names (ASCII) do not need.
 
 use berth_sdk::prelude::*;
-use regex::Regex;
+use regex_lite::Regex;
 
 struct NamePolicy;
 

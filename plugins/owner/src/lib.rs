@@ -16,6 +16,8 @@ impl Plugin for Owner {
 
 impl Filter for Owner {
     const PREDICATES: &'static [&'static str] = &["owner"];
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["user.owner"]);
+    const DEVICES: bool = false;
 
     fn predicate(name: &str, value: &str, instance: &InstanceView) -> Result<bool, Error> {
         match name {
