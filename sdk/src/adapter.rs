@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 
 use crate::bindings::{
-    base, device_validator, filter_view_needs, instance_filter, instance_validator, lifecycle_hooks,
+    base, device_validator, instance_filter, instance_validator, lifecycle_hooks,
     profile_validator, project_validator,
 };
 use crate::{
@@ -24,6 +24,16 @@ impl<T: Plugin> base::exports::berth::plugin::describe::Guest for Adapter<T> {
             version: T::VERSION.to_string(),
             api_version: crate::API_VERSION.to_string(),
             description: T::DESCRIPTION.to_string(),
+        }
+    }
+}
+
+impl<T: Plugin> base::exports::berth::plugin::view_needs::Guest for Adapter<T> {
+    fn needs() -> base::exports::berth::plugin::view_needs::ViewParts {
+        crate::init();
+        base::exports::berth::plugin::view_needs::ViewParts {
+            config_keys: T::CONFIG_KEYS.map(|keys| keys.iter().map(|k| k.to_string()).collect()),
+            devices: T::DEVICES,
         }
     }
 }
@@ -80,16 +90,6 @@ impl<T: Filter> instance_filter::exports::berth::plugin::filter::Guest for Adapt
     fn visible(instance: InstanceView) -> bool {
         crate::init();
         T::visible(&instance)
-    }
-}
-
-impl<T: Filter> filter_view_needs::exports::berth::plugin::filter_view::Guest for Adapter<T> {
-    fn needs() -> filter_view_needs::exports::berth::plugin::filter_view::ViewNeeds {
-        crate::init();
-        filter_view_needs::exports::berth::plugin::filter_view::ViewNeeds {
-            config_keys: T::CONFIG_KEYS.map(|keys| keys.iter().map(|k| k.to_string()).collect()),
-            devices: T::DEVICES,
-        }
     }
 }
 

@@ -92,21 +92,6 @@ pub mod instance_filter {
     });
 }
 
-/// World `filter-view-needs` (exported together with `instance-filter`).
-pub mod filter_view_needs {
-    wit_bindgen::generate!({
-        world: "filter-view-needs",
-        path: "../wit",
-        pub_export_macro: true,
-        default_bindings_module: "berth_sdk::bindings::filter_view_needs",
-        runtime_path: "berth_sdk::wit_bindgen::rt",
-        with: {
-            "berth:plugin/types@0.1.0": berth_sdk::bindings::base::berth::plugin::types,
-            "berth:plugin/host@0.1.0": berth_sdk::bindings::base::berth::plugin::host,
-        },
-    });
-}
-
 /// World `lifecycle-hooks`.
 pub mod lifecycle_hooks {
     wit_bindgen::generate!({

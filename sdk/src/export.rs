@@ -7,8 +7,9 @@
 /// ```
 ///
 /// Capabilities: `InstanceValidator`, `ProfileValidator`, `ProjectValidator`,
-/// `DeviceValidator`, `Filter`, `Lifecycle`. Self-description (the
-/// [`Plugin`](crate::Plugin) trait) is always exported.
+/// `DeviceValidator`, `Filter`, `Lifecycle`. Self-description and what the
+/// plugin reads of instances (the [`Plugin`](crate::Plugin) trait) are
+/// always exported.
 #[macro_export]
 macro_rules! export {
     ($plugin:ty $(: $($capability:ident),+ $(,)?)?) => {
@@ -37,7 +38,6 @@ macro_rules! __berth_export_capability {
     };
     (Filter, $a:ident) => {
         $crate::__export_instance_filter_impl!($a with_types_in $crate::bindings::instance_filter);
-        $crate::__export_filter_view_needs_impl!($a with_types_in $crate::bindings::filter_view_needs);
     };
     (Lifecycle, $a:ident) => {
         $crate::__export_lifecycle_hooks_impl!($a with_types_in $crate::bindings::lifecycle_hooks);

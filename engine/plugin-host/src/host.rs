@@ -13,7 +13,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, filter_view, lifecycle, validate_device, validate_instance, validate_profile,
+    describe, filter, lifecycle, view_needs, validate_device, validate_instance, validate_profile,
     validate_project,
 };
 use crate::bindings::Full;
@@ -216,8 +216,9 @@ impl PluginHost {
                 .then(|| filter::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
-            filter_view: (has(Capability::Filter) && contract.filter_view)
-                .then(|| filter_view::GuestIndices::new(&pre))
+            view_needs: contract
+                .view_needs
+                .then(|| view_needs::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
             lifecycle: has(Capability::Lifecycle)
@@ -286,7 +287,7 @@ impl PluginHost {
                     .call_predicates(&mut *store)?,
                 None => Vec::new(),
             };
-            let needs = match &indices.filter_view {
+            let needs = match &indices.view_needs {
                 Some(f) => Some(f.load(&mut *store, instance)?.call_needs(&mut *store)?),
                 None => None,
             };
@@ -438,10 +439,10 @@ fn check_export_types(
         i.load(&mut *store, instance)
             .map_err(ctx(Capability::Filter))?;
     }
-    if let Some(i) = &ix.filter_view {
+    if let Some(i) = &ix.view_needs {
         i.load(&mut *store, instance).map_err(|e| {
             format!(
-                "export berth:plugin/filter-view@{} does not match the host's definition: {e:#}",
+                "export berth:plugin/view-needs@{} does not match the host's definition: {e:#}",
                 crate::inspect::API_VERSION
             )
         })?;

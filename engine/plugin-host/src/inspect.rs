@@ -58,8 +58,8 @@ impl Capability {
 pub(crate) struct Contract {
     pub capabilities: Vec<Capability>,
     pub describe: bool,
-    /// Exports `filter-view` (meaningful only with `filter`).
-    pub filter_view: bool,
+    /// Exports `view-needs`.
+    pub view_needs: bool,
 }
 
 /// Split "berth:plugin/host@0.1.0" into ("host", "0.1.0").
@@ -106,8 +106,8 @@ pub(crate) fn inspect(
         }
         if iface == "describe" {
             contract.describe = true;
-        } else if iface == "filter-view" {
-            contract.filter_view = true;
+        } else if iface == "view-needs" {
+            contract.view_needs = true;
         } else if let Some(cap) = Capability::ALL.into_iter().find(|c| c.interface() == iface) {
             contract.capabilities.push(cap);
         }

@@ -1,17 +1,18 @@
-//! What a filter plugin reads of an instance (`filter-view.needs`), and the
-//! trimmed views it then receives. A listing copies one view per instance
-//! into the plugin, one string at a time; a view of 20 config keys (plus as
-//! many expanded) is ~45 pairs where a filter like `owner` reads one.
+//! What a plugin reads of an instance (`view-needs.needs`), and the trimmed
+//! views it then receives. Every view is copied into the plugin one string
+//! at a time; a view of 20 config keys (plus as many expanded) is ~45 pairs
+//! where a filter like `owner` reads one and `name-policy` none. Listings
+//! make one copy per instance, validation one or two per plugin.
 
 use crate::bindings::berth::plugin::types as wit;
-use crate::bindings::exports::berth::plugin::filter_view;
+use crate::bindings::exports::berth::plugin::view_needs::ViewParts as WitNeeds;
 
 /// Most entries a plugin may declare.
 const MAX_KEYS: usize = 256;
 /// Longest entry.
 const MAX_KEY_BYTES: usize = 256;
 
-/// The parts of an instance view a filter plugin declared it reads.
+/// The parts of an instance view a plugin declared it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ViewNeeds {
     /// Exact keys, sorted and unique.
@@ -24,17 +25,17 @@ pub(crate) struct ViewNeeds {
 impl ViewNeeds {
     /// Checks what the plugin answered. `Ok(None)`: it reads everything, views
     /// stay whole.
-    pub fn from_wit(raw: filter_view::ViewNeeds) -> Result<Option<Self>, String> {
+    pub fn from_wit(raw: WitNeeds) -> Result<Option<Self>, String> {
         let Some(entries) = raw.config_keys else {
             return Ok(None);
         };
         if entries.len() > MAX_KEYS {
-            return Err(format!("filter-view needs lists {} config keys (at most {MAX_KEYS})", entries.len()));
+            return Err(format!("view-needs lists {} config keys (at most {MAX_KEYS})", entries.len()));
         }
         let mut needs = ViewNeeds { keys: Vec::new(), prefixes: Vec::new(), devices: raw.devices };
         for e in entries {
             if e.len() > MAX_KEY_BYTES {
-                return Err(format!("filter-view needs: a config key is longer than {MAX_KEY_BYTES} bytes"));
+                return Err(format!("view-needs: a config key is longer than {MAX_KEY_BYTES} bytes"));
             }
             match e.strip_suffix('*') {
                 Some(prefix) => needs.prefixes.push(prefix.to_string()),
@@ -92,7 +93,7 @@ mod tests {
     }
 
     fn needs(keys: Option<&[&str]>, devices: bool) -> Option<ViewNeeds> {
-        ViewNeeds::from_wit(filter_view::ViewNeeds {
+        ViewNeeds::from_wit(WitNeeds {
             config_keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()),
             devices,
         })
@@ -142,9 +143,9 @@ mod tests {
 
     #[test]
     fn too_many_or_too_long_is_refused() {
-        let many = filter_view::ViewNeeds { config_keys: Some(vec!["k".into(); MAX_KEYS + 1]), devices: false };
+        let many = WitNeeds { config_keys: Some(vec!["k".into(); MAX_KEYS + 1]), devices: false };
         assert!(ViewNeeds::from_wit(many).is_err());
-        let long = filter_view::ViewNeeds { config_keys: Some(vec!["k".repeat(MAX_KEY_BYTES + 1)]), devices: false };
+        let long = WitNeeds { config_keys: Some(vec!["k".repeat(MAX_KEY_BYTES + 1)]), devices: false };
         assert!(ViewNeeds::from_wit(long).is_err());
     }
 }

@@ -13,6 +13,9 @@ impl Plugin for NamePolicy {
     const NAME: &'static str = "name-policy";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "instance names must match a per-project regex";
+    // Only the name (and project) matter.
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[]);
+    const DEVICES: bool = false;
 }
 
 fn check(instance: &InstanceView) -> Verdict {

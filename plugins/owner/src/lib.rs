@@ -12,12 +12,12 @@ impl Plugin for Owner {
     const NAME: &'static str = "owner";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "filter and hide instances by user.owner";
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["user.owner"]);
+    const DEVICES: bool = false;
 }
 
 impl Filter for Owner {
     const PREDICATES: &'static [&'static str] = &["owner"];
-    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["user.owner"]);
-    const DEVICES: bool = false;
 
     fn predicate(name: &str, value: &str, instance: &InstanceView) -> Result<bool, Error> {
         match name {
