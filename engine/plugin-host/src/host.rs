@@ -271,7 +271,7 @@ impl PluginHost {
     ) -> Result<(Metadata, Vec<String>, Option<ViewNeeds>), PluginError> {
         let mut types_ok = Ok(());
         let result = run(&self.engine, pre, ctx, |store, instance| {
-            types_ok = check_export_types(store, instance, indices);
+            types_ok = crate::inspect::check_export_types(store, instance, indices);
             if types_ok.is_err() {
                 return Ok((Metadata::default(), Vec::new(), None));
             }
@@ -401,57 +401,6 @@ impl Drop for PluginHost {
             let _ = t.join();
         }
     }
-}
-
-/// Load every present export once so a type mismatch is an install error
-/// naming the interface.
-fn check_export_types(
-    store: &mut wasmtime::Store<CallState>,
-    instance: &wasmtime::component::Instance,
-    ix: &Indices,
-) -> Result<(), String> {
-    let ctx = |cap: Capability| {
-        move |e: wasmtime::Error| {
-            format!(
-                "export berth:plugin/{}@{} does not match the host's definition: {e:#}",
-                cap.interface(),
-                crate::inspect::API_VERSION
-            )
-        }
-    };
-    if let Some(i) = &ix.validate_instance {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::InstanceValidator))?;
-    }
-    if let Some(i) = &ix.validate_profile {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::ProfileValidator))?;
-    }
-    if let Some(i) = &ix.validate_project {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::ProjectValidator))?;
-    }
-    if let Some(i) = &ix.validate_device {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::DeviceValidator))?;
-    }
-    if let Some(i) = &ix.filter {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::Filter))?;
-    }
-    if let Some(i) = &ix.view_needs {
-        i.load(&mut *store, instance).map_err(|e| {
-            format!(
-                "export berth:plugin/view-needs@{} does not match the host's definition: {e:#}",
-                crate::inspect::API_VERSION
-            )
-        })?;
-    }
-    if let Some(i) = &ix.lifecycle {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::Lifecycle))?;
-    }
-    Ok(())
 }
 
 fn info(e: &Entry) -> PluginInfo {
