@@ -28,6 +28,16 @@ impl<T: Plugin> base::exports::berth::plugin::describe::Guest for Adapter<T> {
     }
 }
 
+impl<T: Plugin> base::exports::berth::plugin::view_needs::Guest for Adapter<T> {
+    fn needs() -> base::exports::berth::plugin::view_needs::ViewParts {
+        crate::init();
+        base::exports::berth::plugin::view_needs::ViewParts {
+            config_keys: T::CONFIG_KEYS.map(|keys| keys.iter().map(|k| k.to_string()).collect()),
+            devices: T::DEVICES,
+        }
+    }
+}
+
 impl<T: InstanceValidator> instance_validator::exports::berth::plugin::validate_instance::Guest
     for Adapter<T>
 {

@@ -42,6 +42,16 @@ pub trait Plugin {
     const VERSION: &'static str = "0.0.0";
     /// One-line description.
     const DESCRIPTION: &'static str = "";
+    /// The config keys the plugin reads of the instances it is given (a
+    /// trailing `*` is a prefix, e.g. `"user.*"`). `None` (the default)
+    /// passes every key. Every instance view is copied into the plugin one
+    /// string at a time, and that copy is most of the cost of a call
+    /// (listings make one per instance): declare the keys and the views
+    /// carry only those. Host queries still return whole views.
+    const CONFIG_KEYS: Option<&'static [&'static str]> = None;
+    /// Whether the plugin reads instance devices; without it the views it
+    /// gets have none (only effective together with [`Plugin::CONFIG_KEYS`]).
+    const DEVICES: bool = true;
 }
 
 /// Validates instance configuration on create and update.

@@ -33,6 +33,20 @@ fn measure(samples: usize, iters: usize, mut f: impl FnMut()) -> (Duration, Dura
     )
 }
 
+/// Percentiles of `n` single timed calls, each after an untimed 1 ms pause.
+fn spaced(n: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[n / 10], times[n / 2], times[n * 9 / 10])
+}
+
 fn row(what: &str, (p10, p50, p90): (Duration, Duration, Duration)) {
     println!("{what:<58} median {p50:>11.2?}   p10 {p10:>11.2?}   p90 {p90:>11.2?}");
 }
@@ -121,6 +135,35 @@ fn main() -> anyhow::Result<()> {
         }),
     );
 
+    // 1b. Each validator alone, back to back and 1 ms apart (as requests arrive; the
+    // pre-instantiation thread then has a fresh instance ready for every call).
+    for (name, path, cfg) in [
+        ("limits", wasm::REQUIRE_LIMITS, &[][..]),
+        ("nopriv", wasm::DENY_PRIVILEGED, &[][..]),
+        ("names", wasm::NAME_POLICY, &[("default", "[a-z][a-z0-9-]*")][..]),
+    ] {
+        let one = PluginHost::new(&cache)?;
+        one.install(name, &read(path)?, settings(cfg))?;
+        std::thread::sleep(Duration::from_millis(20));
+        row(&format!("validate_instance, {name} alone, back to back"), measure(20, 20, || {
+            one.validate_instance(&req).ok();
+        }));
+        row(&format!("validate_instance, {name} alone, 1 ms apart"), spaced(200, || {
+            one.validate_instance(&req).ok();
+        }));
+    }
+    row("validate_instance, 3 plugins, 1 ms apart", spaced(200, || {
+        host.validate_instance(&req).ok();
+    }));
+
+    if std::env::var_os("ONLY_VALIDATE").is_some() {
+        // For profiling the validation path alone: 20,000 more calls, then stop.
+        for _ in 0..20_000 {
+            host.validate_instance(&req).ok();
+        }
+        return Ok(());
+    }
+
     // 2. A predicate over 500 views.
     host.install("owner", &read(wasm::OWNER)?, PluginSettings::default())?;
     let views: Vec<_> = (0..500)
@@ -188,6 +231,14 @@ fn main() -> anyhow::Result<()> {
         }),
     );
 
+    // 3b. Where loading a cached plugin goes, phase by phase (wasmtime directly, an
+    // engine configured as the host's). `OLD_NAME_POLICY=<path.wasm>` adds another
+    // build of the plugin (e.g. the one with the `regex` crate) for comparison.
+    load_phases("name-policy", wasm::NAME_POLICY)?;
+    if let Some(old) = std::env::var("OLD_NAME_POLICY").ok().filter(|p| !p.is_empty()) {
+        load_phases("name-policy (OLD_NAME_POLICY)", &old)?;
+    }
+
     // 4. RSS around 10,000 calls to the fault fixtures.
     let faults = PluginHost::new(&cache)?;
     let mut fast = PluginSettings::default();
@@ -243,4 +294,60 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Times each step of loading `path` from a compiled-code cache.
+fn load_phases(label: &str, path: &str) -> anyhow::Result<()> {
+    use sha2::Digest;
+    use wasmtime::component::{Component, Linker};
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    let engine = w(wasmtime::Engine::new(&config))?;
+    let dir = tempfile::tempdir()?;
+    let wasm = std::fs::read(path)?;
+    let cwasm_path = dir.path().join("p.cwasm");
+    std::fs::write(&cwasm_path, w(w(Component::new(&engine, &wasm))?.serialize())?)?;
+    let cwasm = std::fs::read(&cwasm_path)?;
+    println!(
+        "load phases, {label}: {} KiB wasm, {} KiB compiled",
+        wasm.len() / 1024,
+        cwasm.len() / 1024
+    );
+    row("  read .wasm", measure(20, 20, || { std::hint::black_box(std::fs::read(path).ok()); }));
+    row("  sha256 of .wasm", measure(20, 20, || { std::hint::black_box(sha2::Sha256::digest(&wasm)); }));
+    row("  read .cwasm", measure(20, 20, || { std::hint::black_box(std::fs::read(&cwasm_path).ok()); }));
+    // SAFETY: bytes and file were serialized just above by an engine of this config.
+    row("  Component::deserialize (bytes)", measure(20, 10, || {
+        std::hint::black_box(unsafe { Component::deserialize(&engine, &cwasm) }.ok());
+    }));
+    row("  Component::deserialize_file (mmap)", measure(20, 10, || {
+        std::hint::black_box(unsafe { Component::deserialize_file(&engine, &cwasm_path) }.ok());
+    }));
+    let mut linker: Linker<()> = Linker::new(&engine);
+    // SAFETY: as above.
+    let component = w(unsafe { Component::deserialize(&engine, &cwasm) })?;
+    w(linker.define_unknown_imports_as_traps(&component))?;
+    row("  instantiate_pre", measure(20, 10, || { std::hint::black_box(linker.instantiate_pre(&component).ok()); }));
+    row("  first instantiation of a just-loaded component", measure(20, 5, || {
+        // SAFETY: as above.
+        let c = unsafe { Component::deserialize(&engine, &cwasm) }.expect("deserialize");
+        let pre = linker.instantiate_pre(&c).expect("pre");
+        let t = Instant::now();
+        let mut store = wasmtime::Store::new(&engine, ());
+        store.set_epoch_deadline(1000);
+        std::hint::black_box(pre.instantiate(&mut store).ok());
+        FIRST.with(|f| f.set(f.get() + t.elapsed()));
+    }));
+    let first = FIRST.with(|f| f.replace(Duration::ZERO));
+    println!("    (of which the instantiation itself: {:.2?} per load on average)", first / (20 * 5 + 5));
+    Ok(())
+}
+
+/// wasmtime's error type is not `std::error::Error`.
+fn w<T>(r: wasmtime::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
+thread_local! {
+    static FIRST: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
 }

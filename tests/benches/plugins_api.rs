@@ -21,6 +21,11 @@ fn install(d: &Daemon, name: &str, path: &str, settings: serde_json::Value) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
+fn set(d: &Daemon, name: &str, settings: serde_json::Value) {
+    let r = d.req("PATCH", &format!("/1.0/plugins/{name}"), Some(settings));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
 fn remove(d: &Daemon, name: &str) {
     assert_eq!(d.req("DELETE", &format!("/1.0/plugins/{name}"), None).status, 200);
 }
@@ -77,6 +82,7 @@ fn main() {
         .collect();
     let (mut create0, mut create3, mut update0, mut update3) = (vec![], vec![], vec![], vec![]);
     let mut n = 0;
+    let mut round_added = Vec::new();
     for round in 0..12 {
         let with = round % 2 == 1;
         if with {
@@ -102,8 +108,19 @@ fn main() {
             for (name, _) in VALIDATORS {
                 remove(&d, name);
             }
+            if round >= 2 {
+                // This round against the one just before it (same load, roughly).
+                let per = |v: &[Duration]| median(v[v.len() - 40..].to_vec()).1;
+                round_added.push((
+                    per(&create3).saturating_sub(per(&create0)),
+                    per(&update3).saturating_sub(per(&update0)),
+                ));
+            }
         }
     }
+    let (ca, ua): (Vec<Duration>, Vec<Duration>) = round_added.into_iter().unzip();
+    let (ca, ua) = (median(ca), median(ua));
+    println!("  added by 3 plugins, per pair of rounds: create median {:.2?} (min {:.2?}, max {:.2?}), update median {:.2?} (min {:.2?}, max {:.2?}), 5 pairs", ca.1, ca.0, ca.2, ua.1, ua.0, ua.2);
     let (c0, c3, u0, u3) = (median(create0), median(create3), median(update0), median(update3));
     row("POST /1.0/instances, no plugins (20 keys)", c0);
     row("POST /1.0/instances, 3 validation plugins", c3);
@@ -119,26 +136,49 @@ fn main() {
     }
     let total = d.get("/1.0/instances")["metadata"].as_array().map(Vec::len).unwrap_or(0);
     let list = |d: &Daemon, q: &str| timed(|| d.req("GET", &format!("/1.0/instances?{q}"), None), 200);
-    let sample = |d: &Daemon, q: &str| median((0..30).map(|_| list(d, q)).collect());
     let plain = "recursion=1&filter=config.user.owner%20eq%20alice";
     let pred = "recursion=1&filter=plugin.owner%20eq%20alice";
-    let base = sample(&d, plain);
-    row(&format!("GET {total} instances, filter config.user.owner, no plugin"), base);
+    // Interleaved rounds (the machine is shared: load drifts within seconds): each round
+    // lists with the owner plugin disabled, then enabled (visibility, then visibility +
+    // predicate). Enabling/disabling is a settings update (hot, no recompilation).
     install(&d, "owner", wasm::OWNER, json!({}));
-    let vis = sample(&d, plain);
-    row(&format!("GET {total} instances, same filter, owner plugin (visibility)"), vis);
-    let with = sample(&d, pred);
-    row(&format!("GET {total} instances, filter plugin.owner eq alice"), with);
-    println!("  added by the plugin: {:?} (visibility + predicate, median vs median)", with.1.saturating_sub(base.1));
+    let (mut base, mut vis, mut with, mut added) = (vec![], vec![], vec![], vec![]);
+    for round in 0..12 {
+        set(&d, "owner", json!({"enabled": false}));
+        let b: Vec<Duration> = (0..8).map(|_| list(&d, plain)).collect();
+        set(&d, "owner", json!({"enabled": true}));
+        let v: Vec<Duration> = (0..8).map(|_| list(&d, plain)).collect();
+        let w: Vec<Duration> = (0..8).map(|_| list(&d, pred)).collect();
+        if round >= 2 {
+            added.push(median(w.clone()).1.saturating_sub(median(b.clone()).1));
+            base.extend(b);
+            vis.extend(v);
+            with.extend(w);
+        }
+    }
+    row(&format!("GET {total} instances, filter config.user.owner, no plugin"), median(base));
+    row(&format!("GET {total} instances, same filter, owner plugin (visibility)"), median(vis));
+    row(&format!("GET {total} instances, filter plugin.owner eq alice"), median(with));
+    let (a10, a50, a90) = median(added);
+    println!("  added by the plugin (visibility + predicate), per round median vs median: median {a50:.2?}, p10 {a10:.2?}, p90 {a90:.2?} (10 rounds)");
 
-    // 3. Loading cached plugins at start.
+    // 3. Loading cached plugins at start (5 restarts).
     for (name, path) in VALIDATORS {
         install(&d, name, path, json!({}));
     }
-    d.kill9();
-    d.spawn();
-    for p in d.get("/1.0/plugins?recursion=1")["metadata"].as_array().cloned().unwrap_or_default() {
-        println!("  start: plugin {:<8} from_cache {} load {} µs", p["name"].as_str().unwrap_or(""), p["from_cache"], p["load_time_us"]);
+    let mut loads: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+    for _ in 0..5 {
+        d.kill9();
+        d.spawn();
+        for p in d.get("/1.0/plugins?recursion=1")["metadata"].as_array().cloned().unwrap_or_default() {
+            let us = p["load_time_us"].as_u64().unwrap_or(0);
+            loads.entry(p["name"].as_str().unwrap_or("").to_string()).or_default().push(Duration::from_micros(us));
+        }
+    }
+    for (name, v) in loads {
+        let mut v = v;
+        v.sort();
+        println!("  start: plugin {name:<8} from_cache load over 5 restarts: median {:.2?}, min {:.2?}, max {:.2?}", v[v.len() / 2], v[0], v[v.len() - 1]);
     }
     for (name, _) in VALIDATORS {
         remove(&d, name);

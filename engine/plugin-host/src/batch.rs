@@ -11,8 +11,16 @@ use crate::convert;
 use crate::error::PluginError;
 use crate::host::PluginHost;
 use crate::inspect::Capability;
-use crate::plugin::deadline_ticks;
+use crate::plugin::{deadline_ticks, Entry};
 use crate::types::InstanceView;
+
+/// The views `entry` gets: trimmed to what it declared it reads, or whole.
+fn views_for(entry: &Entry, views: &[PreparedView]) -> Vec<Arc<wit::InstanceView>> {
+    match &entry.compiled.needs {
+        Some(n) => views.iter().map(|v| Arc::new(n.trim(&v.0))).collect(),
+        None => views.iter().map(|v| v.0.clone()).collect(),
+    }
+}
 
 /// An instance view already in the form plugins receive. Listings can keep these
 /// (e.g. per instance and model generation) so a repeated listing does not rebuild
@@ -42,6 +50,7 @@ impl PluginHost {
         }
         for entry in self.with_cap(Capability::Filter) {
             let ticks = deadline_ticks(entry.ctx.settings.limits.deadline);
+            let views = views_for(&entry, views);
             let result = entry.call(&self.engine, |store, inst, c| {
                 let g = c
                     .indices
@@ -50,9 +59,9 @@ impl PluginHost {
                     .ok_or_else(|| wasmtime::format_err!("plugin lost its filter export"))?
                     .load(&mut *store, inst)?;
                 let mut answers = Vec::with_capacity(views.len());
-                for v in views {
+                for v in &views {
                     store.set_epoch_deadline(ticks);
-                    answers.push(g.call_visible(&mut *store, &v.0)?);
+                    answers.push(g.call_visible(&mut *store, v)?);
                 }
                 Ok(answers)
             });
@@ -99,6 +108,7 @@ impl PluginHost {
             return Ok(Vec::new());
         }
         let ticks = deadline_ticks(entry.ctx.settings.limits.deadline);
+        let trimmed = views_for(&entry, views);
         let result = entry.call(&self.engine, |store, inst, c| {
             let g = c
                 .indices
@@ -107,9 +117,9 @@ impl PluginHost {
                 .ok_or_else(|| wasmtime::format_err!("plugin lost its filter export"))?
                 .load(&mut *store, inst)?;
             let mut answers = Vec::with_capacity(views.len());
-            for v in views {
+            for v in &trimmed {
                 store.set_epoch_deadline(ticks);
-                answers.push(g.call_predicate(&mut *store, name, value, &v.0)?);
+                answers.push(g.call_predicate(&mut *store, name, value, v)?);
             }
             Ok(answers)
         });

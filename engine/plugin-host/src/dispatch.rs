@@ -1,7 +1,11 @@
 //! Calls into plugins, in priority order, with the fail-closed / fail-open
 //! policy applied. Each call gets a fresh Store (see `plugin::run`).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::time::Instant;
+
+use crate::bindings::berth::plugin::types as wit;
 
 use crate::convert;
 use crate::error::{Failure, PluginError, Rejection};
@@ -122,9 +126,16 @@ impl PluginHost {
         &self,
         req: &InstanceRequest,
     ) -> Result<Outcome<InstanceView>, Rejection> {
+        // Converted once for all plugins, and again only after a patch.
+        let converted = RefCell::new(None::<wit::InstanceView>);
+        let previous = match &req.op {
+            InstanceOp::Update { previous } => Some(convert::instance(previous)),
+            InstanceOp::Create => None,
+        };
         let apply = |v: &mut InstanceView, p: &Patch| {
             p.apply(&mut v.config);
             p.apply(&mut v.expanded_config);
+            converted.replace(None);
         };
         self.validate(
             Capability::InstanceValidator,
@@ -132,6 +143,10 @@ impl PluginHost {
             apply,
             |host, e, v| {
                 let start = Instant::now();
+                let mut slot = converted.borrow_mut();
+                let whole = slot.get_or_insert_with(|| convert::instance(v));
+                let view = shaped(e, whole);
+                let prev = previous.as_ref().map(|p| shaped(e, p));
                 let raw = e.call(&host.engine, |store, instance, c| {
                     let g = c
                         .indices
@@ -139,15 +154,9 @@ impl PluginHost {
                         .as_ref()
                         .ok_or_else(missing)?
                         .load(&mut *store, instance)?;
-                    match &req.op {
-                        InstanceOp::Create => {
-                            g.call_validate_create(&mut *store, &convert::instance(v))
-                        }
-                        InstanceOp::Update { previous } => g.call_validate_update(
-                            &mut *store,
-                            &convert::instance(v),
-                            &convert::instance(previous),
-                        ),
+                    match &prev {
+                        None => g.call_validate_create(&mut *store, &view),
+                        Some(prev) => g.call_validate_update(&mut *store, &view, prev),
                     }
                 })?;
                 bounded(e, raw, start)
@@ -231,7 +240,7 @@ impl PluginHost {
                         .as_ref()
                         .ok_or_else(missing)?
                         .load(&mut *store, inst)?;
-                    g.call_validate_device(&mut *store, &view, &convert::device(name, cfg))
+                    g.call_validate_device(&mut *store, &shaped(e, &view), &convert::device(name, cfg))
                 })?;
                 bounded(e, raw, start)
             },
@@ -255,7 +264,8 @@ impl PluginHost {
             .ok_or_else(|| PluginError::UnknownPredicate {
                 name: name.to_string(),
             })?;
-        let view = convert::instance(instance);
+        let whole = convert::instance(instance);
+        let view = shaped(&entry, &whole);
         let result = entry.call(&self.engine, |store, inst, c| {
             let g = c
                 .indices
@@ -284,8 +294,9 @@ impl PluginHost {
         if plugins.is_empty() {
             return true;
         }
-        let view = convert::instance(instance);
+        let whole = convert::instance(instance);
         plugins.iter().all(|entry| {
+            let view = shaped(entry, &whole);
             let result = entry.call(&self.engine, |store, inst, c| {
                 let g = c
                     .indices
@@ -325,6 +336,7 @@ impl PluginHost {
         let wit_hook = convert::hook(hook);
         for entry in plugins {
             report.called.push(entry.name().to_string());
+            let view = shaped(&entry, &view);
             let result = entry.call(&self.engine, |store, inst, c| {
                 let g = c
                     .indices
@@ -365,6 +377,14 @@ fn bounded(
     start: Instant,
 ) -> Result<Verdict, Failure> {
     convert::verdict(raw, &e.ctx.settings.limits).map_err(|kind| e.fail(kind, start.elapsed()))
+}
+
+/// `whole` as `entry` gets it: trimmed to what it declared it reads (see `needs`).
+pub(crate) fn shaped<'a>(entry: &Entry, whole: &'a wit::InstanceView) -> Cow<'a, wit::InstanceView> {
+    match &entry.compiled.needs {
+        Some(n) => Cow::Owned(n.trim(whole)),
+        None => Cow::Borrowed(whole),
+    }
 }
 
 /// Only reachable if the registry and the indices disagree.

@@ -13,13 +13,14 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    describe, filter, lifecycle, view_needs, validate_device, validate_instance, validate_profile,
     validate_project,
 };
 use crate::bindings::Full;
 use crate::cache::{sha256_hex, Cache};
 use crate::error::PluginError;
 use crate::inspect::{inspect, Capability};
+use crate::needs::ViewNeeds;
 use crate::plugin::{run, Compiled, Entry, Indices, Stats, TICK};
 use crate::settings::PluginSettings;
 use crate::state::{CallContext, CallState, LogSink};
@@ -215,19 +216,25 @@ impl PluginHost {
                 .then(|| filter::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
+            view_needs: contract
+                .view_needs
+                .then(|| view_needs::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
             lifecycle: has(Capability::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
         };
         let ctx = self.context(name, settings);
-        let (metadata, predicates) = self.probe(name, &pre, &indices, &ctx)?;
+        let (metadata, predicates, needs) = self.probe(name, &pre, &indices, &ctx)?;
         let compiled = Arc::new(Compiled {
             pre,
             indices,
             capabilities: contract.capabilities,
             metadata,
             predicates,
+            needs,
             sha256,
             from_cache,
             load_time: start.elapsed(),
@@ -254,19 +261,19 @@ impl PluginHost {
     }
 
     /// Trial instantiation at install: loads every export (type-checking
-    /// it) and reads metadata and predicate names.
+    /// it) and reads metadata, predicate names and what the filter reads.
     fn probe(
         &self,
         name: &str,
         pre: &wasmtime::component::InstancePre<CallState>,
         indices: &Indices,
         ctx: &Arc<CallContext>,
-    ) -> Result<(Metadata, Vec<String>), PluginError> {
+    ) -> Result<(Metadata, Vec<String>, Option<ViewNeeds>), PluginError> {
         let mut types_ok = Ok(());
         let result = run(&self.engine, pre, ctx, |store, instance| {
-            types_ok = check_export_types(store, instance, indices);
+            types_ok = crate::inspect::check_export_types(store, instance, indices);
             if types_ok.is_err() {
-                return Ok((Metadata::default(), Vec::new()));
+                return Ok((Metadata::default(), Vec::new(), None));
             }
             let metadata = match &indices.describe {
                 Some(d) => crate::convert::metadata(
@@ -280,7 +287,11 @@ impl PluginHost {
                     .call_predicates(&mut *store)?,
                 None => Vec::new(),
             };
-            Ok((metadata, predicates))
+            let needs = match &indices.view_needs {
+                Some(f) => Some(f.load(&mut *store, instance)?.call_needs(&mut *store)?),
+                None => None,
+            };
+            Ok((metadata, predicates, needs))
         })
         .map_err(|failure| PluginError::InstallCall {
             name: name.to_string(),
@@ -290,10 +301,18 @@ impl PluginHost {
             name: name.to_string(),
             reason,
         })?;
-        let (metadata, mut predicates) = result;
+        let (metadata, mut predicates, needs) = result;
         predicates.truncate(64);
         predicates.iter_mut().for_each(|p| p.truncate(64));
-        Ok((metadata, predicates))
+        let needs = needs
+            .map(ViewNeeds::from_wit)
+            .transpose()
+            .map_err(|reason| PluginError::Link {
+                name: name.to_string(),
+                reason,
+            })?
+            .flatten();
+        Ok((metadata, predicates, needs))
     }
 
     /// Uninstall `name`. Calls already running finish on the old snapshot.
@@ -382,49 +401,6 @@ impl Drop for PluginHost {
             let _ = t.join();
         }
     }
-}
-
-/// Load every present export once so a type mismatch is an install error
-/// naming the interface.
-fn check_export_types(
-    store: &mut wasmtime::Store<CallState>,
-    instance: &wasmtime::component::Instance,
-    ix: &Indices,
-) -> Result<(), String> {
-    let ctx = |cap: Capability| {
-        move |e: wasmtime::Error| {
-            format!(
-                "export berth:plugin/{}@{} does not match the host's definition: {e:#}",
-                cap.interface(),
-                crate::inspect::API_VERSION
-            )
-        }
-    };
-    if let Some(i) = &ix.validate_instance {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::InstanceValidator))?;
-    }
-    if let Some(i) = &ix.validate_profile {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::ProfileValidator))?;
-    }
-    if let Some(i) = &ix.validate_project {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::ProjectValidator))?;
-    }
-    if let Some(i) = &ix.validate_device {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::DeviceValidator))?;
-    }
-    if let Some(i) = &ix.filter {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::Filter))?;
-    }
-    if let Some(i) = &ix.lifecycle {
-        i.load(&mut *store, instance)
-            .map_err(ctx(Capability::Lifecycle))?;
-    }
-    Ok(())
 }
 
 fn info(e: &Entry) -> PluginInfo {

@@ -7,6 +7,8 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use crate::error::PluginError;
+use crate::plugin::Indices;
+use crate::state::CallState;
 
 /// The `berth:plugin` version this host implements.
 pub const API_VERSION: &str = "0.1.0";
@@ -58,6 +60,8 @@ impl Capability {
 pub(crate) struct Contract {
     pub capabilities: Vec<Capability>,
     pub describe: bool,
+    /// Exports `view-needs`.
+    pub view_needs: bool,
 }
 
 /// Split "berth:plugin/host@0.1.0" into ("host", "0.1.0").
@@ -104,6 +108,8 @@ pub(crate) fn inspect(
         }
         if iface == "describe" {
             contract.describe = true;
+        } else if iface == "view-needs" {
+            contract.view_needs = true;
         } else if let Some(cap) = Capability::ALL.into_iter().find(|c| c.interface() == iface) {
             contract.capabilities.push(cap);
         }
@@ -121,6 +127,57 @@ pub(crate) fn inspect(
     }
     contract.capabilities.sort();
     Ok(contract)
+}
+
+/// Load every present export once so a type mismatch is an install error
+/// naming the interface.
+pub(crate) fn check_export_types(
+    store: &mut wasmtime::Store<CallState>,
+    instance: &wasmtime::component::Instance,
+    ix: &Indices,
+) -> Result<(), String> {
+    let ctx = |cap: Capability| {
+        move |e: wasmtime::Error| {
+            format!(
+                "export berth:plugin/{}@{} does not match the host's definition: {e:#}",
+                cap.interface(),
+                API_VERSION
+            )
+        }
+    };
+    if let Some(i) = &ix.validate_instance {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::InstanceValidator))?;
+    }
+    if let Some(i) = &ix.validate_profile {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::ProfileValidator))?;
+    }
+    if let Some(i) = &ix.validate_project {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::ProjectValidator))?;
+    }
+    if let Some(i) = &ix.validate_device {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::DeviceValidator))?;
+    }
+    if let Some(i) = &ix.filter {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::Filter))?;
+    }
+    if let Some(i) = &ix.view_needs {
+        i.load(&mut *store, instance).map_err(|e| {
+            format!(
+                "export berth:plugin/view-needs@{} does not match the host's definition: {e:#}",
+                API_VERSION
+            )
+        })?;
+    }
+    if let Some(i) = &ix.lifecycle {
+        i.load(&mut *store, instance)
+            .map_err(ctx(Capability::Lifecycle))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

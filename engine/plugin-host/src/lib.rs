@@ -32,6 +32,7 @@ mod dispatch;
 mod error;
 mod host;
 mod inspect;
+mod needs;
 mod pipe;
 mod plugin;
 mod settings;

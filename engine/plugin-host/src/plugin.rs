@@ -9,7 +9,7 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    describe, filter, lifecycle, view_needs, validate_device, validate_instance, validate_profile,
     validate_project,
 };
 use crate::error::{Failure, FailureKind};
@@ -30,6 +30,7 @@ pub(crate) struct Indices {
     pub validate_project: Option<validate_project::GuestIndices>,
     pub validate_device: Option<validate_device::GuestIndices>,
     pub filter: Option<filter::GuestIndices>,
+    pub view_needs: Option<view_needs::GuestIndices>,
     pub lifecycle: Option<lifecycle::GuestIndices>,
 }
 
@@ -40,6 +41,8 @@ pub(crate) struct Compiled {
     pub capabilities: Vec<Capability>,
     pub metadata: Metadata,
     pub predicates: Vec<String>,
+    /// What the plugin reads of instance views (`None`: whole views).
+    pub needs: Option<crate::needs::ViewNeeds>,
     pub sha256: String,
     pub from_cache: bool,
     pub load_time: Duration,
@@ -82,7 +85,13 @@ impl Entry {
         f: impl FnOnce(&mut Store<CallState>, &Instance, &Compiled) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = match self.warm.take() {
+        // A ready instance, else a fresh one made now; either way the used Store is
+        // dropped on the background thread (unmapping it is not the caller's cost).
+        let fresh = match self.warm.take() {
+            Some(fresh) => Some(fresh),
+            None => instantiate(engine, &self.compiled.pre, &self.ctx).ok(),
+        };
+        let result = match fresh {
             Some((store, instance)) => {
                 let (result, store) = finish(store, &instance, &self.ctx, |store, instance| {
                     f(store, instance, &self.compiled)
@@ -90,6 +99,7 @@ impl Entry {
                 self.warm.discard(store);
                 result
             }
+            // Instantiation failed: again through `run`, which reports why.
             None => run(engine, &self.compiled.pre, &self.ctx, |store, instance| {
                 f(store, instance, &self.compiled)
             }),

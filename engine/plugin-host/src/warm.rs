@@ -22,8 +22,9 @@ pub(crate) type Fresh = (Store<CallState>, Instance);
 pub(crate) enum Job {
     /// Top up this pool to [`READY`] instances.
     Refill(Weak<Warm>),
-    /// Drop a used store off the request path.
-    Discard(Box<Store<CallState>>),
+    /// Drop a used store off the request path, then top up the pool it came from
+    /// (one wake-up of the thread per call, not two).
+    Discard(Box<Store<CallState>>, Weak<Warm>),
 }
 
 /// The ready instances of one plugin with one settings version.
@@ -41,16 +42,20 @@ impl Warm {
         warm
     }
 
-    /// A ready instance if there is one; asks for a refill either way.
+    /// A ready instance if there is one. An empty pool asks for a refill now;
+    /// otherwise [`Warm::discard`] tops it up after the call.
     pub fn take(self: &Arc<Self>) -> Option<Fresh> {
         let fresh = self.ready.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let _ = self.jobs.send(Job::Refill(Arc::downgrade(self)));
+        if fresh.is_none() {
+            let _ = self.jobs.send(Job::Refill(Arc::downgrade(self)));
+        }
         fresh
     }
 
-    /// Drops `store` on the background thread (inline if it is gone).
-    pub fn discard(&self, store: Store<CallState>) {
-        if let Err(e) = self.jobs.send(Job::Discard(Box::new(store))) {
+    /// Drops `store` on the background thread (inline if it is gone), which then
+    /// refills this pool.
+    pub fn discard(self: &Arc<Self>, store: Store<CallState>) {
+        if let Err(e) = self.jobs.send(Job::Discard(Box::new(store), Arc::downgrade(self))) {
             drop(e);
         }
     }
@@ -78,7 +83,12 @@ pub(crate) fn start(engine: Engine) -> std::io::Result<Sender<Job>> {
                         w.refill(&engine);
                     }
                 }
-                Job::Discard(store) => drop(store),
+                Job::Discard(store, w) => {
+                    drop(store);
+                    if let Some(w) = w.upgrade() {
+                        w.refill(&engine);
+                    }
+                }
             }
         }
     })?;

@@ -234,7 +234,8 @@ impl Daemon {
     /// Runs the instance validators, then each device's validators in the context of the
     /// instance, on `inst` (create when `previous` is None). Returns the record with every
     /// plugin patch applied; the caller's built-in validation runs on that afterwards.
-    pub(super) fn plugin_validate_instance(&self, inst: InstanceRecord, previous: Option<&InstanceRecord>) -> Result<InstanceRecord> {
+    /// Public for the in-process benchmark (`cargo bench -p berth-tests --bench plugins_validate`).
+    pub fn plugin_validate_instance(&self, inst: InstanceRecord, previous: Option<&InstanceRecord>) -> Result<InstanceRecord> {
         if self.plugins.host.list().is_empty() {
             return Ok(inst);
         }

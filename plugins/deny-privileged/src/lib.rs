@@ -11,6 +11,9 @@ impl Plugin for DenyPrivileged {
     const NAME: &'static str = "deny-privileged";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "denies privileged containers";
+    const CONFIG_KEYS: Option<&'static [&'static str]> =
+        Some(&["security.privileged", "security.nesting", "raw.idmap"]);
+    const DEVICES: bool = false;
 }
 
 /// Whether one `raw.idmap` line ("both 0 1000", "uid 0-10 5000-5010") maps

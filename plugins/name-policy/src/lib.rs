@@ -1,9 +1,11 @@
 //! Instance names must match a regex: plugin config `project.<name>` for a
 //! project, else `default`. No pattern configured means no rule. The pattern
-//! is anchored (`^(?:...)$`) so a partial match is not enough.
+//! is anchored (`^(?:...)$`) so a partial match is not enough. Patterns are
+//! `regex-lite` syntax: the `regex` crate's, without Unicode classes (`\p{..}`;
+//! `\w`, `\d` are ASCII), which instance names (ASCII) do not need.
 
 use berth_sdk::prelude::*;
-use regex::Regex;
+use regex_lite::Regex;
 
 struct NamePolicy;
 
@@ -11,6 +13,9 @@ impl Plugin for NamePolicy {
     const NAME: &'static str = "name-policy";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "instance names must match a per-project regex";
+    // Only the name (and project) matter.
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[]);
+    const DEVICES: bool = false;
 }
 
 fn check(instance: &InstanceView) -> Verdict {

@@ -12,6 +12,8 @@ impl Plugin for Owner {
     const NAME: &'static str = "owner";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "filter and hide instances by user.owner";
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["user.owner"]);
+    const DEVICES: bool = false;
 }
 
 impl Filter for Owner {

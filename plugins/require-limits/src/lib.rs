@@ -11,6 +11,8 @@ impl Plugin for RequireLimits {
     const NAME: &'static str = "require-limits";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "requires limits.cpu and limits.memory";
+    const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["limits.cpu", "limits.memory"]);
+    const DEVICES: bool = false;
 }
 
 fn applies(config: &[(String, String)], project: &str) -> bool {

@@ -184,3 +184,44 @@ fn warm_instances_serve_one_call_each() {
         }
     });
 }
+
+/// A plugin that declares what it reads (`view-needs`) gets exactly that: the declared
+/// keys and prefixes of `config` and `expanded-config`, no devices; everywhere it is
+/// given an instance (single and batch filters, validation with `previous`).
+#[test]
+fn views_are_trimmed_to_what_the_plugin_declares() {
+    let h = Harness::new();
+    h.install("shape", wasm::FIXTURE_VIEW_SHAPE, PluginSettings::default());
+    let mut v = instance(
+        "default",
+        "c1",
+        &[("user.a", "1"), ("user.b", "2"), ("limits.cpu", "2"), ("limits.memory", "1GiB"), ("security.nesting", "true")],
+    );
+    v.expanded_config.insert("limits.processes".into(), "10".into());
+    v.devices.insert("eth0".into(), [("type".to_string(), "nic".to_string())].into());
+    v.expanded_devices = v.devices.clone();
+    let want = "limits.cpu,limits.memory,user.a|limits.cpu,limits.memory,limits.processes,user.a|0";
+    let saw = |r: Result<bool, PluginError>| match r {
+        Ok(b) => format!("{b}"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(saw(h.host.predicate("shape", want, &v)), "true");
+    let batch = h.host.predicate_batch("shape", want, std::slice::from_ref(&v)).map(|r| r[0]);
+    assert_eq!(saw(batch), "true");
+    let mut prev = v.clone();
+    prev.config.remove("user.a");
+    prev.expanded_config.remove("user.a");
+    let r = h.host.validate_instance(&InstanceRequest { op: InstanceOp::Update { previous: Box::new(prev) }, view: v.clone() });
+    match r {
+        Err(Rejection::Denied { violations, .. }) => assert_eq!(
+            violations[0].message,
+            format!("{want} / limits.cpu,limits.memory|limits.cpu,limits.memory,limits.processes|0")
+        ),
+        other => panic!("{other:?}"),
+    }
+    // The caller's view is untouched, and each plugin gets its own declaration's view
+    // (owner declares only `user.owner`, which `v` does not have).
+    assert_eq!(v.config.len(), 5);
+    h.install("owner", wasm::OWNER, PluginSettings::default());
+    assert!(!h.host.predicate("owner", "alice", &v).unwrap());
+}
