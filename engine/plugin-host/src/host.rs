@@ -4,9 +4,7 @@
 //! flight (hot reload).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
@@ -21,7 +19,7 @@ use crate::cache::{sha256_hex, Cache};
 use crate::error::PluginError;
 use crate::inspect::{inspect, Capability};
 use crate::needs::ViewNeeds;
-use crate::plugin::{run, Compiled, Entry, Indices, Stats, TICK};
+use crate::plugin::{run, Compiled, Entry, Indices, Stats};
 use crate::settings::PluginSettings;
 use crate::state::{CallContext, CallState, LogSink};
 use crate::warm::Warm;
@@ -70,8 +68,8 @@ pub struct PluginHost {
     registry: RwLock<Arc<Snapshot>>,
     /// Serialises registry writers (readers never wait on it).
     writer: Mutex<()>,
-    stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
+    /// The epoch clock behind deadlines (ticks only while plugin code runs).
+    ticker: crate::ticker::Ticker,
     /// The pre-instantiation thread's queue.
     jobs: std::sync::mpsc::Sender<crate::warm::Job>,
 }
@@ -105,21 +103,9 @@ impl PluginHost {
             |s| s,
         )
         .map_err(engine_err)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let (engine, stop) = (engine.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("plugin-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| PluginError::Engine {
-                    reason: format!("cannot start epoch thread: {e}"),
-                })?
-        };
+        let ticker = crate::ticker::Ticker::start(engine.clone()).map_err(|e| PluginError::Engine {
+            reason: format!("cannot start epoch thread: {e}"),
+        })?;
         let jobs = crate::warm::start(engine.clone()).map_err(|e| PluginError::Engine {
             reason: format!("cannot start pre-instantiation thread: {e}"),
         })?;
@@ -132,8 +118,7 @@ impl PluginHost {
             log_sink,
             registry: RwLock::new(Arc::new(Snapshot::default())),
             writer: Mutex::new(()),
-            stop,
-            ticker: Some(ticker),
+            ticker,
         })
     }
 
@@ -160,6 +145,7 @@ impl PluginHost {
             settings,
             queries: self.queries.clone(),
             log_sink: self.log_sink.clone(),
+            ticker: self.ticker.handle(),
         })
     }
 
@@ -394,14 +380,6 @@ impl PluginHost {
     }
 }
 
-impl Drop for PluginHost {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn info(e: &Entry) -> PluginInfo {
     use std::sync::atomic::Ordering::Relaxed;

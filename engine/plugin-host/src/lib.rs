@@ -37,6 +37,7 @@ mod pipe;
 mod plugin;
 mod settings;
 mod state;
+mod ticker;
 mod types;
 mod warm;
 

@@ -131,6 +131,7 @@ pub(crate) fn run<R>(
     ctx: &Arc<CallContext>,
     f: impl FnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
 ) -> Result<R, Failure> {
+    let _busy = ctx.ticker.busy();
     let start = Instant::now();
     let deadline = ctx.settings.limits.deadline;
     let failure = |kind| Failure {
@@ -163,6 +164,7 @@ pub(crate) fn instantiate(
     pre: &InstancePre<CallState>,
     ctx: &Arc<CallContext>,
 ) -> Result<(Store<CallState>, Instance), FailureKind> {
+    let _busy = ctx.ticker.busy();
     let deadline = ctx.settings.limits.deadline;
     let state = CallState::new(ctx.clone()).map_err(|message| FailureKind::Instantiate { message })?;
     let mut store = Store::new(engine, state);
@@ -181,10 +183,12 @@ pub(crate) fn finish<R>(
     ctx: &Arc<CallContext>,
     f: impl FnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
 ) -> (Result<R, Failure>, Store<CallState>) {
+    let busy = ctx.ticker.busy();
     let start = Instant::now();
     let deadline = ctx.settings.limits.deadline;
     store.set_epoch_deadline(deadline_ticks(deadline));
     let result = f(&mut store, instance).map_err(|e| classify(&e, store.data(), deadline, false));
+    drop(busy);
     report_stdio(store.data());
     let result = result.map_err(|kind| {
         let f = Failure { plugin: ctx.name.to_string(), kind, elapsed: start.elapsed() };

@@ -37,6 +37,8 @@ pub(crate) struct CallContext {
     pub config: Vec<(String, String)>,
     pub queries: Arc<dyn HostQueries>,
     pub log_sink: Option<LogSink>,
+    /// Held busy while this plugin's code may run, so deadlines advance.
+    pub ticker: crate::ticker::TickerHandle,
 }
 
 /// Prefix the SDK's panic hook puts on its log line.
