@@ -135,6 +135,7 @@ impl Daemon {
         self.prepare_copy(project, &mut req, source)?;
         if let super::RootSource::Image(fp) = source {
             req.config.insert("volatile.base_image".into(), fp.clone());
+            self.prepare_image_volume(project, &req, fp)?;
         }
         if let Some(name) = &req.name {
             config::valid_instance_name(name)?;
@@ -258,6 +259,7 @@ impl Daemon {
         let inst = inst.clone();
         let pool = m.root_pool(&inst).ok();
         let (snap_keys, backup_keys) = Self::dependent_keys(&m, project, name);
+        let captured: Vec<_> = backup_keys.iter().filter_map(|k| m.backups.get(k).and_then(|b| b.captured.clone())).collect();
         drop(m);
         self.plugin_hook(Hook::PreDelete, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, name);
@@ -285,6 +287,7 @@ impl Daemon {
         )?;
         // The record is gone (acknowledged); a crash now leaves at most a stray volume.
         self.delete_root(pool.as_deref(), &inst);
+        captured.iter().for_each(|c| self.drop_captured(Some(c)));
         self.events.lifecycle(project, "instance-deleted", &Model::instance_url(project, name), json!({}));
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! model, commits one redb transaction, and only then updates the model, so the model never
 //! holds anything that is not durable.
 
+mod backup_capture;
 mod backups;
 pub mod certificates;
 mod hooks;
@@ -235,6 +236,21 @@ impl Txn<'_> {
         apply: impl FnOnce(&mut Model) -> R,
     ) -> Result<R> {
         self.daemon.db.write(db)?;
+        let mut m = self.daemon.model.write().unwrap_or_else(|p| p.into_inner());
+        let out = apply(&mut m);
+        m.generation += 1;
+        Ok(out)
+    }
+}
+
+impl Txn<'_> {
+    /// As [`Txn::commit`], with a non-durable database commit (see [`Db::write_relaxed`]).
+    pub fn commit_relaxed<R>(
+        &mut self,
+        db: impl FnOnce(&WriteTx<'_>) -> std::result::Result<(), crate::db::DbError>,
+        apply: impl FnOnce(&mut Model) -> R,
+    ) -> Result<R> {
+        self.daemon.db.write_relaxed(db)?;
         let mut m = self.daemon.model.write().unwrap_or_else(|p| p.into_inner());
         let out = apply(&mut m);
         m.generation += 1;

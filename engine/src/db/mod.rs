@@ -143,6 +143,22 @@ impl Db {
         Ok(out)
     }
 
+    /// As [`Db::write`] without waiting for the disk: the change is visible at once and is
+    /// persisted by the next durable commit. For bookkeeping whose loss in a crash is harmless
+    /// (an image's `last_used_at`), so it costs no fsync on a hot path.
+    pub fn write_relaxed<R, E>(&self, f: impl FnOnce(&WriteTx<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<DbError>,
+    {
+        let mut txn = self.db.begin_write().map_err(DbError::from)?;
+        // Refused only in multi-process mode, which this database never uses; a durable commit
+        // is then still correct.
+        let _ = txn.set_durability(redb::Durability::None);
+        let out = f(&WriteTx { txn: &txn })?;
+        txn.commit().map_err(DbError::from)?;
+        Ok(out)
+    }
+
     /// Reads every record of a table, in key order.
     pub fn all<T: DeserializeOwned>(&self, table: &Table<T>) -> Result<Vec<(String, T)>, DbError> {
         let txn = self.db.begin_read()?;

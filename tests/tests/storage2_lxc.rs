@@ -1,0 +1,173 @@
+//! Storage, second round, through the real `lxc` client (raw REST where lxc has no verb):
+//! backups frozen at creation time, `copy --refresh` by snapshot comparison, copies and
+//! moves between pools, custom volume export/import, and a custom volume attached to a
+//! running container. On `dir` and on a btrfs pool on a loop file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use berth_engine::testsupport::{probe_program, probe_root, require, Tier};
+use berth_tests::{probe_lxc, Daemon};
+use serde_json::json;
+
+fn ready(test: &str) -> bool {
+    require(test, Tier::Root, probe_root())
+        && require(test, Tier::LxcClient, probe_lxc())
+        && require(test, Tier::Root, probe_program("busybox"))
+}
+
+fn btrfs_ready(test: &str) -> bool {
+    ready(test) && require(test, Tier::Btrfs, probe_program("mkfs.btrfs"))
+}
+
+const METADATA: &str = "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  os: busybox\n";
+
+/// Imports a busybox image (static busybox, `sh` link, an init that idles) as alias `bb`.
+fn import_busybox(d: &Daemon) {
+    let img = d.data_dir().join("img");
+    std::fs::create_dir_all(img.join("rootfs/bin")).expect("mkdir");
+    std::fs::create_dir_all(img.join("rootfs/etc")).expect("mkdir");
+    std::fs::create_dir_all(img.join("rootfs/sbin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", img.join("rootfs/bin/busybox")).expect("busybox");
+    for app in ["sh", "cat", "ls", "sleep"] {
+        std::os::unix::fs::symlink("busybox", img.join("rootfs/bin").join(app)).expect("symlink");
+    }
+    std::fs::write(img.join("rootfs/sbin/init"), "#!/bin/sh\nexec /bin/sleep 1000000\n").expect("init");
+    Command::new("chmod").arg("755").arg(img.join("rootfs/sbin/init")).status().expect("chmod");
+    std::fs::write(img.join("rootfs/etc/hostname"), "v0\n").expect("hostname");
+    std::fs::write(img.join("metadata.yaml"), METADATA).expect("metadata");
+    let tarball = d.data_dir().join("bb.tar.gz");
+    let st = Command::new("tar").arg("-C").arg(&img).arg("-czf").arg(&tarball).args(["metadata.yaml", "rootfs"]).status().expect("tar");
+    assert!(st.success());
+    d.lxc_ok(&["image", "import", tarball.to_str().unwrap_or_default(), "--alias", "bb"]);
+}
+
+fn get(d: &Daemon, path: &str) -> serde_json::Value {
+    d.get(path)["metadata"].clone()
+}
+
+fn rootfs(d: &Daemon, pool: &str, name: &str) -> PathBuf {
+    d.data_dir().join("storage-pools").join(pool).join("containers").join(name).join("rootfs")
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn snapshot_names(d: &Daemon, inst: &str) -> Vec<String> {
+    let v = get(d, &format!("/1.0/instances/{inst}/snapshots?recursion=1"));
+    v.as_array().map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+/// Hidden backup volumes left in a pool.
+fn backup_volumes(d: &Daemon, pool: &str) -> Vec<String> {
+    let dir = d.data_dir().join("storage-pools").join(pool).join("containers");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".backup-")).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The btrfs pool `name` on a loop file; on drop its mount and loop device are released.
+struct BtrfsPool {
+    mount: PathBuf,
+    image: PathBuf,
+}
+
+impl BtrfsPool {
+    fn create(d: &Daemon, name: &str) -> BtrfsPool {
+        d.lxc_ok(&["storage", "create", name, "btrfs", "size=1GiB"]);
+        BtrfsPool { mount: d.data_dir().join("storage-pools").join(name), image: d.data_dir().join("disks").join(format!("{name}.img")) }
+    }
+}
+
+impl Drop for BtrfsPool {
+    fn drop(&mut self) {
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounted.contains(self.mount.to_str().unwrap_or("\0")) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        }
+        if let Ok(o) = Command::new("losetup").arg("-j").arg(&self.image).output() {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                if let Some(dev) = line.split(':').next() {
+                    let _ = Command::new("losetup").arg("-d").arg(dev).status();
+                }
+            }
+        }
+    }
+}
+
+/// Deletes every instance, then the pool (so its loop device goes away).
+fn drop_pool(d: &Daemon, pool: &str) {
+    for i in get(d, "/1.0/instances?recursion=1").as_array().cloned().unwrap_or_default() {
+        let _ = d.lxc(&["delete", "-f", i["name"].as_str().unwrap_or_default()]);
+    }
+    let vols = get(d, &format!("/1.0/storage-pools/{pool}/volumes/custom"));
+    for v in vols.as_array().cloned().unwrap_or_default() {
+        let name = v.as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+        let _ = d.lxc(&["storage", "volume", "delete", pool, &name]);
+    }
+    d.lxc_ok(&["storage", "delete", pool]);
+}
+
+/// A backup holds the instance as it was when the backup was made: later writes, config
+/// changes and snapshots are not in its export; deleting it removes its frozen volume.
+fn backup_is_frozen_at_creation(d: &Daemon, pool: &str, optimized: bool) {
+    import_busybox(d);
+    d.lxc_ok(&["init", "bb", "b1", "-s", pool]);
+    let root = rootfs(d, pool, "b1");
+    std::fs::write(root.join("etc/hostname"), "at-snap0\n").expect("write");
+    d.lxc_ok(&["snapshot", "b1"]);
+    std::fs::write(root.join("etc/hostname"), "at-backup\n").expect("write");
+    d.lxc_ok(&["config", "set", "b1", "user.mark", "at-backup"]);
+    let r = d.req("POST", "/1.0/instances/b1/backups", Some(json!({"name": "frozen", "optimized_storage": optimized, "compression_algorithm": "gzip"})));
+    d.wait_op(&r);
+    assert_eq!(backup_volumes(d, pool).len(), 1, "one frozen volume per backup");
+    // Everything after this must not show up in the backup.
+    std::fs::write(root.join("etc/hostname"), "after-backup\n").expect("write");
+    std::fs::write(root.join("etc/later"), "x").expect("write");
+    d.lxc_ok(&["config", "set", "b1", "user.mark", "after-backup"]);
+    d.lxc_ok(&["snapshot", "b1"]);
+    d.lxc_ok(&["delete", "b1/snap0"]);
+    let r = d.raw("GET", "/1.0/instances/b1/backups/frozen/export", &[], Vec::new());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let tarball = d.data_dir().join("frozen.tar.gz");
+    std::fs::write(&tarball, &r.body).expect("write tarball");
+    d.lxc_ok(&["import", tarball.to_str().unwrap_or_default(), "b2", "--storage", pool]);
+    assert_eq!(read(&rootfs(d, pool, "b2").join("etc/hostname")), "at-backup\n");
+    assert!(!rootfs(d, pool, "b2").join("etc/later").exists(), "a file written after the backup was exported");
+    assert_eq!(get(d, "/1.0/instances/b2")["config"]["user.mark"], "at-backup");
+    assert_eq!(snapshot_names(d, "b2"), vec!["snap0"], "the backup has the snapshots of its creation time");
+    d.lxc_ok(&["restore", "b2", "snap0"]);
+    assert_eq!(read(&rootfs(d, pool, "b2").join("etc/hostname")), "at-snap0\n");
+    // Delete and instance deletion both remove frozen volumes.
+    let r = d.req("DELETE", "/1.0/instances/b1/backups/frozen", None);
+    d.wait_op(&r);
+    assert!(backup_volumes(d, pool).is_empty(), "{:?}", backup_volumes(d, pool));
+    let r = d.req("POST", "/1.0/instances/b1/backups", Some(json!({"name": "again"})));
+    d.wait_op(&r);
+    assert_eq!(backup_volumes(d, pool).len(), 1);
+    d.lxc_ok(&["delete", "b1"]);
+    assert!(backup_volumes(d, pool).is_empty(), "deleting the instance removes its backups' volumes");
+}
+
+#[test]
+fn backup_is_frozen_at_creation_on_dir() {
+    if !ready("backup_is_frozen_at_creation_on_dir") {
+        return;
+    }
+    let d = Daemon::start();
+    backup_is_frozen_at_creation(&d, "default", false);
+}
+
+#[test]
+fn backup_is_frozen_at_creation_on_btrfs_optimized() {
+    if !btrfs_ready("backup_is_frozen_at_creation_on_btrfs_optimized") {
+        return;
+    }
+    let d = Daemon::start();
+    let _pool = BtrfsPool::create(&d, "bt");
+    backup_is_frozen_at_creation(&d, "bt", true);
+    drop_pool(&d, "bt");
+}
