@@ -171,3 +171,96 @@ fn backup_is_frozen_at_creation_on_btrfs_optimized() {
     backup_is_frozen_at_creation(&d, "bt", true);
     drop_pool(&d, "bt");
 }
+
+fn ctime_ns(p: &Path) -> i128 {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+    i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
+}
+
+fn snap_file(d: &Daemon, pool: &str, inst: &str, snap: &str, file: &str) -> PathBuf {
+    d.data_dir().join("storage-pools").join(pool).join("containers-snapshots").join(inst).join(snap).join("rootfs").join(file)
+}
+
+/// `lxc copy --refresh` into `target_pool`: stale target snapshots go, missing ones come,
+/// shared ones are not copied again, and the instance is re-synced.
+fn refresh_copies_only_what_changed(d: &Daemon, pool: &str, target_pool: &str) {
+    import_busybox(d);
+    d.lxc_ok(&["init", "bb", "r1", "-s", pool]);
+    let root = rootfs(d, pool, "r1");
+    std::fs::write(root.join("etc/hostname"), "s0\n").expect("write");
+    d.lxc_ok(&["snapshot", "r1"]);
+    std::fs::write(root.join("etc/hostname"), "s1\n").expect("write");
+    d.lxc_ok(&["snapshot", "r1"]);
+    d.lxc_ok(&["copy", "r1", "r2", "-s", target_pool]);
+    assert_eq!(snapshot_names(d, "r2"), vec!["snap0", "snap1"]);
+    assert_eq!(read(&snap_file(d, target_pool, "r2", "snap1", "etc/hostname")), "s1\n");
+    let shared = snap_file(d, target_pool, "r2", "snap0", "etc/hostname");
+    let before = ctime_ns(&shared);
+    // The source moves on: snap1 goes, `late` comes, the volume changes.
+    d.lxc_ok(&["delete", "r1/snap1"]);
+    std::fs::write(root.join("etc/hostname"), "s2\n").expect("write");
+    d.lxc_ok(&["snapshot", "r1", "late"]);
+    std::fs::write(root.join("etc/hostname"), "now\n").expect("write");
+    std::fs::write(root.join("etc/new"), "new\n").expect("write");
+    std::fs::remove_file(root.join("bin/ls")).expect("rm");
+    if pool == target_pool {
+        d.lxc_ok(&["copy", "r1", "r2", "--refresh"]);
+    } else {
+        // lxc 5.0.2 follows a refresh with a PUT of the source's devices, which would move
+        // the root disk to the source's pool; that is refused as LXD does ("Cannot update
+        // root disk device pool name"), so across pools the refresh itself goes by REST.
+        let out = d.lxc(&["copy", "r1", "r2", "--refresh"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Cannot update root disk device pool name"), "{out:?}");
+        let r = d.req("POST", "/1.0/instances", Some(json!({"name": "r2", "source": {"type": "copy", "source": "r1", "refresh": true}})));
+        d.wait_op(&r);
+    }
+    assert_eq!(snapshot_names(d, "r2"), vec!["snap0", "late"]);
+    assert_eq!(ctime_ns(&shared), before, "a snapshot both sides share was copied again");
+    assert_eq!(read(&snap_file(d, target_pool, "r2", "late", "etc/hostname")), "s2\n");
+    let r2 = rootfs(d, target_pool, "r2");
+    assert_eq!(read(&r2.join("etc/hostname")), "now\n");
+    assert_eq!(read(&r2.join("etc/new")), "new\n");
+    assert!(std::fs::symlink_metadata(r2.join("bin/ls")).is_err(), "a file deleted in the source survived the refresh");
+    assert!(!d.data_dir().join("storage-pools").join(target_pool).join("containers-snapshots/r2/snap1").exists());
+    // The refreshed copy still works as an instance: restore its new snapshot.
+    d.lxc_ok(&["restore", "r2", "late"]);
+    assert_eq!(read(&r2.join("etc/hostname")), "s2\n");
+}
+
+#[test]
+fn copy_refresh_by_snapshot_comparison_on_dir() {
+    if !ready("copy_refresh_by_snapshot_comparison_on_dir") {
+        return;
+    }
+    let d = Daemon::start();
+    refresh_copies_only_what_changed(&d, "default", "default");
+}
+
+#[test]
+fn copy_refresh_copy_and_move_between_pools_btrfs() {
+    if !btrfs_ready("copy_refresh_copy_and_move_between_pools_btrfs") {
+        return;
+    }
+    let d = Daemon::start();
+    let _pool = BtrfsPool::create(&d, "bt");
+    // dir → btrfs copy, then refresh across the pools.
+    refresh_copies_only_what_changed(&d, "default", "bt");
+    let out = Command::new("btrfs").args(["subvolume", "show"]).arg(rootfs(&d, "bt", "r2").parent().expect("parent")).output().expect("btrfs");
+    assert!(out.status.success(), "the copy on btrfs is a subvolume");
+    // Move r2 back to dir, keeping its name and snapshots; the btrfs volume goes.
+    d.lxc_ok(&["move", "r2", "-s", "default"]);
+    assert_eq!(get(&d, "/1.0/instances/r2")["expanded_devices"]["root"]["pool"], "default");
+    assert_eq!(snapshot_names(&d, "r2"), vec!["snap0", "late"]);
+    assert_eq!(read(&rootfs(&d, "default", "r2").join("etc/hostname")), "s2\n");
+    assert_eq!(read(&snap_file(&d, "default", "r2", "snap0", "etc/hostname")), "s0\n");
+    assert!(!rootfs(&d, "bt", "r2").exists(), "the old volume was left behind");
+    // Move with a rename into btrfs, then start it there.
+    d.lxc_ok(&["move", "r2", "r3", "-s", "bt"]);
+    assert_eq!(get(&d, "/1.0/instances/r3")["expanded_devices"]["root"]["pool"], "bt");
+    assert_eq!(d.req("GET", "/1.0/instances/r2", None).status, 404);
+    assert_eq!(read(&rootfs(&d, "bt", "r3").join("etc/hostname")), "s2\n");
+    d.lxc_ok(&["restore", "r3", "snap0"]);
+    assert_eq!(read(&rootfs(&d, "bt", "r3").join("etc/hostname")), "s0\n");
+    drop_pool(&d, "bt");
+}

@@ -44,6 +44,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "image_create_aliases",
     "container_only_migration",
     "container_incremental_copy",
+    "instance_pool_move",
     "berth_plugins",
 ];
 

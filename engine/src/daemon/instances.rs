@@ -227,6 +227,7 @@ impl Daemon {
         let mut inst = self.plugin_validate_instance(inst, Some(&old))?;
         let m = tx.model();
         m.validate_instance(&inst)?;
+        super::migrate::same_root_pool(&m, &old, &inst)?;
         if m.power(project, name) != PowerState::Stopped {
             for (k, v) in &inst.config {
                 if old.config.get(k) != Some(v) && !config::is_live_updatable(k) {

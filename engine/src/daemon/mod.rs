@@ -13,6 +13,7 @@ mod copy;
 mod image_aliases;
 pub mod images;
 mod instances;
+mod migrate;
 pub mod plugins;
 mod runtime;
 mod pools;
