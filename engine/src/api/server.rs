@@ -45,6 +45,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "container_only_migration",
     "container_incremental_copy",
     "instance_pool_move",
+    "custom_volume_backup",
     "berth_plugins",
 ];
 

@@ -20,6 +20,7 @@ mod pools;
 pub mod scheduler;
 mod snapshots;
 mod volumes;
+mod volume_backups;
 mod profiles;
 mod projects;
 pub mod trust;
@@ -40,6 +41,7 @@ pub use copy::RootSource;
 pub use images::{AliasRecord, ImageRecord, ImageUpdate, ImageUpload};
 pub use snapshots::SnapshotRecord;
 pub use volumes::{volume_key, VolumeRecord, VolumeUpdate};
+pub use volume_backups::VolumeBackupRecord;
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
 pub use runtime::{instance_error, timeout_of};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
@@ -94,6 +96,8 @@ pub struct Model {
     /// Snapshots and backups by `project/instance/name`.
     pub snapshots: BTreeMap<String, SnapshotRecord>,
     pub backups: BTreeMap<String, BackupRecord>,
+    /// Custom volume backups by `pool/project/volume/name`.
+    pub volume_backups: BTreeMap<String, VolumeBackupRecord>,
     /// Custom volumes by `pool/project/name[/snapshot]`.
     pub volumes: BTreeMap<String, VolumeRecord>,
     /// Bumped by every commit: anything derived from the model (rendered JSON caches)
@@ -282,6 +286,7 @@ impl Daemon {
         model.image_aliases = db.all(&tables::IMAGE_ALIASES)?.into_iter().collect();
         model.snapshots = db.all(&tables::SNAPSHOTS)?.into_iter().collect();
         model.backups = db.all(&tables::BACKUPS)?.into_iter().collect();
+        model.volume_backups = db.all(&tables::VOLUME_BACKUPS)?.into_iter().collect();
         model.volumes = db.all(&tables::VOLUMES)?.into_iter().collect();
         let identity = trust::ServerIdentity::load_or_create(data_dir)
             .map_err(|e| Error::internal(format!("server certificate: {e}")))?;

@@ -79,6 +79,8 @@ pub mod tables {
     pub const BACKUPS: Table<crate::daemon::BackupRecord> = Table::new("backups");
     /// Custom volumes (and their snapshots) by `pool/project/name[/snapshot]`.
     pub const VOLUMES: Table<crate::daemon::VolumeRecord> = Table::new("volumes");
+    /// Custom volume backups by `pool/project/volume/name`.
+    pub const VOLUME_BACKUPS: Table<crate::daemon::VolumeBackupRecord> = Table::new("volume_backups");
     /// Installed plugins (settings; the code is in `<data-dir>/plugins/<name>.wasm`) by name.
     pub const PLUGINS: Table<crate::daemon::plugins::PluginRecord> = Table::new("plugins");
 }
