@@ -339,3 +339,94 @@ fn custom_volume_export_import_on_btrfs_optimized() {
     custom_volume_backup_round_trip(&d, "bt", true);
     drop_pool(&d, "bt");
 }
+
+/// A busybox rootfs (every applet linked) whose init idles in a respawned shell.
+fn busybox_rootfs(r: &Path) {
+    for dir in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "mnt"] {
+        std::fs::create_dir_all(r.join(dir)).expect("mkdir");
+    }
+    let bb = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("busybox")).find(|p| p.is_file()).expect("busybox");
+    std::fs::copy(&bb, r.join("bin/busybox")).expect("busybox");
+    let list = Command::new(&bb).arg("--list").output().expect("busybox --list");
+    for app in String::from_utf8_lossy(&list.stdout).lines().filter(|a| *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", r.join("bin").join(app));
+    }
+    let _ = std::fs::remove_file(r.join("sbin/init"));
+    std::os::unix::fs::symlink("../bin/busybox", r.join("sbin/init")).expect("init");
+    std::fs::write(r.join("etc/inittab"), "::respawn:/bin/sh\n").expect("inittab");
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    std::fs::write(r.join("etc/group"), "root:x:0:\n").expect("group");
+}
+
+/// Kills containers a failed test left running (pids from the runtime state files).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("containers")) else { return };
+        for dir in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(dir.path().join("state.json")) else { continue };
+            let Ok(st) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            for key in ["pid", "holder_pid"] {
+                if let Some(pid) = st[key].as_i64().filter(|p| *p > 1) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn exec_out(d: &Daemon, name: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["exec", name, "--"];
+    args.extend_from_slice(cmd);
+    d.lxc_ok(&args)
+}
+
+/// A custom volume attached as a `disk` device (pool + source) is seen inside a running
+/// container: attached before start, and hot-plugged into the running container; writes
+/// from inside land in the volume.
+fn custom_volume_in_running_container(d: &Daemon, pool: &str) {
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    d.lxc_ok(&["init", "--empty", "c1", "-s", pool, "-c", "security.privileged=true"]);
+    busybox_rootfs(&rootfs(d, pool, "c1"));
+    d.lxc_ok(&["storage", "volume", "create", pool, "data"]);
+    std::fs::write(custom(d, pool, "data").join("hello"), "from the host\n").expect("write");
+    d.lxc_ok(&["storage", "volume", "attach", pool, "data", "c1", "/mnt/data"]);
+    let dev = &get(d, "/1.0/instances/c1")["devices"]["data"];
+    assert_eq!((dev["type"].as_str(), dev["pool"].as_str(), dev["source"].as_str()), (Some("disk"), Some(pool), Some("data")), "{dev}");
+    d.lxc_ok(&["start", "c1"]);
+    assert_eq!(exec_out(d, "c1", &["cat", "/mnt/data/hello"]), "from the host\n");
+    exec_out(d, "c1", &["sh", "-c", "echo from inside > /mnt/data/back"]);
+    assert_eq!(read(&custom(d, pool, "data").join("back")), "from inside\n");
+    // Hot-plug a second volume into the running container.
+    d.lxc_ok(&["storage", "volume", "create", pool, "more"]);
+    std::fs::write(custom(d, pool, "more").join("x"), "hot\n").expect("write");
+    d.lxc_ok(&["storage", "volume", "attach", pool, "more", "c1", "m2", "/srv/more"]);
+    assert_eq!(exec_out(d, "c1", &["cat", "/srv/more/x"]), "hot\n");
+    // An attached volume is in use: it cannot be deleted.
+    assert!(!d.lxc(&["storage", "volume", "delete", pool, "data"]).status.success());
+    d.lxc_ok(&["stop", "-f", "c1"]);
+    d.lxc_ok(&["delete", "c1"]);
+    d.lxc_ok(&["storage", "volume", "delete", pool, "data"]);
+    d.lxc_ok(&["storage", "volume", "delete", pool, "more"]);
+}
+
+#[test]
+fn custom_volume_disk_in_running_container_root() {
+    if !ready("custom_volume_disk_in_running_container_root") {
+        return;
+    }
+    let d = Daemon::start();
+    custom_volume_in_running_container(&d, "default");
+}
+
+#[test]
+fn custom_volume_disk_in_running_container_btrfs() {
+    if !btrfs_ready("custom_volume_disk_in_running_container_btrfs") {
+        return;
+    }
+    let d = Daemon::start();
+    let _pool = BtrfsPool::create(&d, "bt");
+    custom_volume_in_running_container(&d, "bt");
+    drop_pool(&d, "bt");
+}
