@@ -357,37 +357,6 @@ impl Daemon {
         m.image(project, alias).map(|i| i.fingerprint.clone()).map_err(|_| Error::not_found(format!("Image \"{alias}\" not found")))
     }
 
-    /// Unpacks image `fp` into the pool a new instance made of `req` would use, before the
-    /// instance's transaction: the unpack can take seconds and must not hold the write lock.
-    /// Best effort: when the pool can't be told yet, [`Daemon::create_root_from_image`]
-    /// unpacks under the lock as before.
-    pub(super) fn prepare_image_volume(&self, project: &str, req: &super::InstanceCreate, fp: &str) -> Result<()> {
-        let pool = {
-            let m = self.model();
-            let probe = InstanceRecord {
-                name: String::new(),
-                project: project.to_string(),
-                instance_type: req.instance_type,
-                architecture: String::new(),
-                config: req.config.clone(),
-                devices: req.devices.clone(),
-                profiles: req.profiles.clone().unwrap_or_else(|| vec!["default".to_string()]),
-                ephemeral: false,
-                stateful: false,
-                description: String::new(),
-                created_at: zero_time(),
-                last_used_at: zero_time(),
-            };
-            match m.root_pool(&probe) {
-                Ok(p) => p,
-                Err(_) => return Ok(()),
-            }
-        };
-        let driver = self.pool_driver(&pool)?;
-        image::ensure_image_volume(driver.as_ref(), &self.files_of(fp), fp, &unpack_options())?;
-        Ok(())
-    }
-
     /// Creates the root volume of a new instance from an image (unpacked once per pool).
     pub(super) fn create_root_from_image(&self, m: &Model, inst: &InstanceRecord, fp: &str) -> Result<super::VolumeGuard> {
         let pool = m.root_pool(inst)?;

@@ -12,6 +12,7 @@ mod hooks;
 mod copy;
 mod image_aliases;
 pub mod images;
+mod image_prepare;
 mod instances;
 mod migrate;
 pub mod plugins;
