@@ -23,10 +23,8 @@ cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
     mountpoint -q "$data/storage-pools/bt" && umount -l "$data/storage-pools/bt"
     for l in $(losetup -j "$data/disks/bt.img" 2>/dev/null | cut -d: -f1); do losetup -d "$l"; done
-    if [ -n "$started_lxd" ]; then
-        L image delete bbsmall >/dev/null 2>&1; L image delete bbbig >/dev/null 2>&1
-        "$LXD_ANCHOR/stop-lxd.sh" --all >&2
-    fi
+    if [ -n "${LXD_ANCHOR:-}" ]; then L image delete bbsmall bbbig >/dev/null 2>&1; fi
+    if [ -n "$started_lxd" ]; then "$LXD_ANCHOR/stop-lxd.sh" --all >&2; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -60,7 +58,7 @@ B image import "$work/bbbig.tar" --alias bbbig >/dev/null
 # Unpack both images into the btrfs pool once (the first instance made there does it),
 # so the samples measure the per-instance path.
 for a in bbsmall bbbig; do B init "$a" warm -s bt >/dev/null && B delete warm >/dev/null; done
-echo "berthd: $("$BERTHD" --version 2>/dev/null || echo "$BERTHD")"
+echo "berthd: $("$BERTHD" --version 2>/dev/null || echo "$BERTHD"); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$root/bench/storage_api.py" --socket "$data/unix.socket" --pool bt --alias bbsmall -n "$N" --label "berthd btrfs 2MB  "
 python3 "$root/bench/storage_api.py" --socket "$data/unix.socket" --pool bt --alias bbbig -n "$NBIG" --label "berthd btrfs ${BIG_MB}MB"
 
@@ -70,6 +68,7 @@ if [ -n "${LXD_ANCHOR:-}" ]; then
     L image import "$work/bbsmall.tar" --alias bbsmall >/dev/null
     L image import "$work/bbbig.tar" --alias bbbig >/dev/null
     for a in bbsmall bbbig; do L init "$a" warm >/dev/null && L delete warm >/dev/null; done
+    echo "LXD: load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$root/bench/storage_api.py" --socket /var/lib/lxd/unix.socket --pool default --alias bbsmall -n "$N" --label "LXD dir 2MB       "
     python3 "$root/bench/storage_api.py" --socket /var/lib/lxd/unix.socket --pool default --alias bbbig -n "$NBIG" --label "LXD dir ${BIG_MB}MB     "
 fi
