@@ -403,6 +403,15 @@ fn custom_volume_in_running_container(d: &Daemon, pool: &str) {
     std::fs::write(custom(d, pool, "more").join("x"), "hot\n").expect("write");
     d.lxc_ok(&["storage", "volume", "attach", pool, "more", "c1", "m2", "/srv/more"]);
     assert_eq!(exec_out(d, "c1", &["cat", "/srv/more/x"]), "hot\n");
+    // An unprivileged container sees the volume too (read; its files stay owned by host
+    // root, i.e. nobody inside: no ownership shift of custom volumes yet).
+    d.lxc_ok(&["init", "--empty", "c2", "-s", pool]);
+    busybox_rootfs(&rootfs(d, pool, "c2"));
+    d.lxc_ok(&["storage", "volume", "attach", pool, "data", "c2", "/mnt/data"]);
+    d.lxc_ok(&["start", "c2"]);
+    assert_eq!(exec_out(d, "c2", &["cat", "/mnt/data/hello", "/mnt/data/back"]), "from the host\nfrom inside\n");
+    d.lxc_ok(&["stop", "-f", "c2"]);
+    d.lxc_ok(&["delete", "c2"]);
     // An attached volume is in use: it cannot be deleted.
     assert!(!d.lxc(&["storage", "volume", "delete", pool, "data"]).status.success());
     d.lxc_ok(&["stop", "-f", "c1"]);
