@@ -439,3 +439,38 @@ fn custom_volume_disk_in_running_container_btrfs() {
     custom_volume_in_running_container(&d, "bt");
     drop_pool(&d, "bt");
 }
+
+/// Expired backups (instance and custom volume) are deleted by the scheduler with their
+/// frozen copies.
+#[test]
+fn expired_backups_go_with_their_copies() {
+    if !ready("expired_backups_go_with_their_copies") {
+        return;
+    }
+    let d = Daemon::start_with_env(&[("BERTH_SCHEDULER_TICK_MS", "300")]);
+    import_busybox(&d);
+    d.lxc_ok(&["init", "bb", "e1"]);
+    d.lxc_ok(&["storage", "volume", "create", "default", "ev"]);
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let r = d.req("POST", "/1.0/instances/e1/backups", Some(json!({"name": "short", "expires_at": soon})));
+    d.wait_op(&r);
+    let r = d.req("POST", "/1.0/instances/e1/backups", Some(json!({"name": "kept"})));
+    d.wait_op(&r);
+    let r = d.req("POST", "/1.0/storage-pools/default/volumes/custom/ev/backups", Some(json!({"name": "short", "expires_at": soon})));
+    d.wait_op(&r);
+    let hidden = |kind: &str| -> usize {
+        std::fs::read_dir(d.data_dir().join("storage-pools/default").join(kind))
+            .map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".backup-")).count())
+            .unwrap_or(0)
+    };
+    assert_eq!((hidden("containers"), hidden("custom")), (2, 1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (hidden("containers"), hidden("custom")) != (1, 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!((hidden("containers"), hidden("custom")), (1, 0));
+    let names: Vec<String> = get(&d, "/1.0/instances/e1/backups").as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("/kept"), "{names:?}");
+    assert!(get(&d, "/1.0/storage-pools/default/volumes/custom/ev/backups").as_array().is_some_and(Vec::is_empty));
+}
