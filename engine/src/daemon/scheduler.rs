@@ -42,6 +42,8 @@ pub fn spawn(daemon: Arc<Daemon>) {
                 if take {
                     run_once(&d, now)
                 } else {
+                    d.prune_expired_backups(now);
+                    d.prune_expired_volume_backups(now);
                     (d.prune_expired_snapshots(now), 0)
                 }
             })
