@@ -5,6 +5,8 @@
 #   initrd.img   busybox initramfs: /init = busybox init, berth-agent respawned, acpid → poweroff
 #   root.qcow2   a small empty qcow2 root disk (the tests attach it as the virtio-blk root)
 #   metadata.tar.gz  LXD-style image metadata (metadata.yaml) for the kernel + initrd pair
+#   lxd/meta.tar.gz, lxd/root.qcow2  the same as an LXD split VM image (boot/ extension), for
+#                    `lxc image import OUT/lxd/meta.tar.gz OUT/lxd/root.qcow2 --alias vmtest`
 # Needs: apt-get (Debian archive), dpkg, busybox-static, qemu-utils, gzip, cargo with the
 # x86_64-unknown-linux-musl target (or AGENT=/path/to/static/berth-agent).
 # Kernel command line to use: "console=ttyS0 quiet panic=-1". With "rdinit=/bare-init"
@@ -129,4 +131,5 @@ berth:
 META
 tar -C "$WORK/meta" -czf "$OUT/metadata.tar.gz" metadata.yaml
 rm -rf "$WORK"
-echo "built $OUT: vmlinuz ($KVER), initrd.img, root.qcow2, metadata.tar.gz"
+"$ROOT/tests/vm/make-lxd-image.sh" "$OUT" "$OUT/lxd"
+echo "built $OUT: vmlinuz ($KVER), initrd.img, root.qcow2, metadata.tar.gz, lxd/"

@@ -1,12 +1,11 @@
 //! `/1.0/events`: the websocket every `lxc` operation waits on.
 
 use futures_util::{SinkExt, StreamExt};
-use hyper::{header, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
+use tokio_tungstenite::tungstenite::{protocol::Role, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{response, Ctx, Reply};
+use super::{Ctx, Reply};
 use crate::error::{Error, Result};
 
 const KINDS: &[&str] = &["operation", "logging", "lifecycle"];
@@ -75,13 +74,5 @@ pub async fn events(mut ctx: Ctx) -> Result<Reply> {
         }
         let _ = ws.close(None).await;
     });
-    let mut r = Response::new(response::full(""));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-    if let Ok(v) = header::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    Ok(Reply::Raw(r))
+    Ok(Reply::Raw(super::websocket::switching(&key)))
 }

@@ -81,7 +81,7 @@ pub fn render_image(m: &Model, project: &str, i: &ImageRecord) -> Value {
     let aliases: Vec<Value> = m.aliases_of(project, &i.fingerprint).iter().map(|a| json!({"name": a.name, "description": a.description})).collect();
     json!({
         "fingerprint": i.fingerprint, "aliases": aliases, "architecture": i.architecture, "public": i.public,
-        "properties": i.properties, "type": "container", "size": i.size, "filename": i.filename,
+        "properties": i.properties, "type": i.image_type.as_str(), "size": i.size, "filename": i.filename,
         "created_at": rfc3339nano(&i.created_at), "uploaded_at": rfc3339nano(&i.uploaded_at),
         "last_used_at": rfc3339nano(&i.last_used_at), "expires_at": rfc3339nano(&i.expires_at.unwrap_or_else(zero_time)),
         "auto_update": i.auto_update, "cached": false, "profiles": i.profiles, "update_source": null, "project": i.project,
@@ -105,7 +105,7 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
                 .image_aliases
                 .values()
                 .filter(|a| a.project == ip)
-                .map(|a| if ctx.recursion() > 0 { render_alias(a) } else { json!(format!("/1.0/images/aliases/{}", a.name)) })
+                .map(|a| if ctx.recursion() > 0 { render_alias(&m, a) } else { json!(format!("/1.0/images/aliases/{}", a.name)) })
                 .collect();
             Ok(Reply::Sync(Value::Array(out)))
         }
@@ -117,7 +117,7 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
         (Method::GET, ["aliases", name]) => {
             let m = ctx.daemon.model();
             let a = m.image_alias(&project, name).ok_or_else(|| Error::not_found("Alias not found"))?;
-            Ok(Reply::SyncEtag(render_alias(a), etag_of(&json!([a.target, a.description]))))
+            Ok(Reply::SyncEtag(render_alias(&m, a), etag_of(&json!([a.target, a.description]))))
         }
         (Method::PUT | Method::PATCH, ["aliases", name]) => {
             let req: AliasPut = ctx.json().await?;
@@ -172,8 +172,9 @@ pub async fn route(mut ctx: Ctx, rest: &[&str]) -> Result<Reply> {
     }
 }
 
-fn render_alias(a: &crate::daemon::AliasRecord) -> Value {
-    json!({"name": a.name, "target": a.target, "description": a.description, "type": "container"})
+fn render_alias(m: &Model, a: &crate::daemon::AliasRecord) -> Value {
+    let kind = m.image(&a.project, &a.target).map(|i| i.image_type.as_str()).unwrap_or("container");
+    json!({"name": a.name, "target": a.target, "description": a.description, "type": kind})
 }
 
 fn list(ctx: &Ctx, project: &str) -> Result<Reply> {
@@ -210,6 +211,7 @@ async fn create(mut ctx: Ctx, project: String) -> Result<Reply> {
     let mut hasher = Sha256::new();
     let meta_tmp = upload_path(&dir, "");
     let mut rootfs_tmp = None;
+    let mut vm_disk = false;
     let body = ctx.take_body()?;
     let written = if let Ok(boundary) = multer::parse_boundary(&ctype) {
         let stream = BodyStream::new(body).filter_map(|f| async move {
@@ -227,6 +229,7 @@ async fn create(mut ctx: Ctx, project: String) -> Result<Reply> {
                 let path = match name.as_str() {
                     "metadata" if !got_meta => meta_tmp.clone(),
                     "rootfs" | "rootfs.img" if got_meta && rootfs_tmp.is_none() => {
+                        vm_disk = name == "rootfs.img";
                         let p = upload_path(&dir, ".rootfs");
                         rootfs_tmp = Some(p.clone());
                         p
@@ -273,6 +276,7 @@ async fn create(mut ctx: Ctx, project: String) -> Result<Reply> {
         properties: header_props(&ctx),
         profiles: ctx.header("x-lxd-profiles").map(|p| url::form_urlencoded::parse(p.as_bytes()).map(|(_, v)| v.into_owned()).collect()),
         aliases: Vec::new(),
+        vm_disk,
     };
     let d = ctx.daemon.clone();
     let spec = OpSpec::task("Downloading image", &project, "images", vec![]);
@@ -333,12 +337,17 @@ fn export(ctx: &Ctx, project: &str, fp: &str) -> Result<Reply> {
         }
     }
     let fp = rec.fingerprint.clone();
+    // LXD names a VM image's disk part `rootfs.img`; the lxc client keeps the file name.
+    let (rootfs_part, rootfs_file) = match rec.image_type {
+        crate::image::ImageType::VirtualMachine => ("rootfs.img", format!("{fp}.qcow2")),
+        crate::image::ImageType::Container => ("rootfs", format!("{fp}.squashfs")),
+    };
     tokio::task::spawn_blocking(move || {
         let res = (|| -> std::io::Result<()> {
             if let Some(rootfs) = &files.rootfs {
                 write!(w, "--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"{fp}.tar.xz\"\r\nContent-Type: application/octet-stream\r\n\r\n")?;
                 std::io::copy(&mut std::fs::File::open(&files.meta)?, &mut w)?;
-                write!(w, "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"rootfs\"; filename=\"{fp}.squashfs\"\r\nContent-Type: application/octet-stream\r\n\r\n")?;
+                write!(w, "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{rootfs_part}\"; filename=\"{rootfs_file}\"\r\nContent-Type: application/octet-stream\r\n\r\n")?;
                 std::io::copy(&mut std::fs::File::open(rootfs)?, &mut w)?;
                 write!(w, "\r\n--{boundary}--\r\n")?;
             } else {

@@ -258,6 +258,7 @@ impl Daemon {
         let req = ImportRequest { driver: driver.as_ref(), project, name, opts: super::images::unpack_options() };
         let imported = backup::import(&req, input)?;
         let guard = super::VolumeGuard::armed(driver.clone(), imported.volume.clone());
+        super::vm_images::check_imported_volume(driver.as_ref(), &imported.volume, &imported.info.snapshots)?;
         let new_name = imported.volume.name.clone();
         let embedded: Option<Embedded> = imported.info.config.clone().and_then(|c| serde_yaml::from_value(c).ok());
         let now = Utc::now();
@@ -283,6 +284,11 @@ impl Daemon {
         };
         inst.name = new_name.clone();
         inst.project = project.to_string();
+        // The volume's type decides: a record claiming otherwise would point elsewhere.
+        inst.instance_type = match imported.volume.vtype {
+            crate::storage::VolumeType::VirtualMachine => config::InstanceType::VirtualMachine,
+            _ => config::InstanceType::Container,
+        };
         for d in inst.devices.values_mut() {
             if config::is_root_disk(d) {
                 d.insert("pool".into(), pool.clone());

@@ -13,7 +13,7 @@ use super::{Daemon, Model};
 use crate::config;
 use crate::db::tables;
 use crate::error::{Error, Result};
-use crate::image::{self, Compression, ImageFiles, PublishOptions, UnpackOptions};
+use crate::image::{self, Compression, ImageFiles, ImageType, PublishOptions, UnpackOptions};
 use crate::model::{scoped_key, zero_time, ConfigMap, InstanceRecord};
 use crate::storage::drivers::Driver;
 use crate::storage::{Volume, VolumeType};
@@ -41,6 +41,9 @@ pub struct ImageRecord {
     pub auto_update: bool,
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// `container` or `virtual-machine` (records from before VM images are containers).
+    #[serde(default)]
+    pub image_type: ImageType,
 }
 
 /// An image alias.
@@ -79,6 +82,8 @@ pub struct ImageUpload {
     pub properties: ConfigMap,
     pub profiles: Option<Vec<String>>,
     pub aliases: Vec<(String, String)>,
+    /// The rootfs came as LXD's `rootfs.img` part: the client says it is a VM disk.
+    pub vm_disk: bool,
 }
 
 impl From<image::Error> for Error {
@@ -86,7 +91,7 @@ impl From<image::Error> for Error {
         use image::Error as E;
         match e {
             E::Corrupt { ref source, .. } => Error::bad(format!("Invalid image: {e}: {source}")),
-            E::Unsafe { .. } | E::TooLarge { .. } | E::UnsupportedFormat(_) | E::Metadata(_) => {
+            E::Unsafe { .. } | E::TooLarge { .. } | E::UnsupportedFormat(_) | E::Metadata(_) | E::Disk(_) => {
                 Error::bad(format!("Invalid image: {e}"))
             }
             E::FingerprintMismatch { .. } => Error::bad(e.to_string()),
@@ -96,11 +101,15 @@ impl From<image::Error> for Error {
     }
 }
 
-/// Unpack limits: `BERTH_IMAGE_MAX_UNPACK_BYTES` caps what one archive may expand to.
+/// Unpack limits: `BERTH_IMAGE_MAX_UNPACK_BYTES` caps what one archive may expand to,
+/// `BERTH_VM_IMAGE_MAX_DISK_BYTES` the virtual size of a VM image's disk.
 pub fn unpack_options() -> UnpackOptions {
     let mut o = UnpackOptions::default();
     if let Some(n) = std::env::var("BERTH_IMAGE_MAX_UNPACK_BYTES").ok().and_then(|v| v.parse().ok()) {
         o.max_bytes = n;
+    }
+    if let Some(n) = std::env::var("BERTH_VM_IMAGE_MAX_DISK_BYTES").ok().and_then(|v| v.parse().ok()) {
+        o.max_disk_size = n;
     }
     o
 }
@@ -204,14 +213,15 @@ impl Daemon {
         let out = (|| {
             progress("Reading metadata");
             let meta = image::read_metadata(&files)?;
+            let image_type = super::vm_images::check_upload(&files, up.vm_disk, &unpack_options())?;
             if let Some(pool) = &pool {
                 progress("Unpacking");
                 let driver = self.pool_driver(pool)?;
                 image::ensure_image_volume(driver.as_ref(), &files, &fp, &unpack_options())?;
             }
-            Ok::<_, Error>(meta)
+            Ok::<_, Error>((meta, image_type))
         })();
-        let meta = match out {
+        let (meta, image_type) = match out {
             Ok(m) => m,
             Err(e) => {
                 if !shared {
@@ -240,6 +250,7 @@ impl Daemon {
             expires_at: chrono::DateTime::from_timestamp(meta.expiry_date, 0).filter(|_| meta.expiry_date > 0),
             auto_update: false,
             profiles: up.profiles.clone().unwrap_or_else(|| vec!["default".into()]),
+            image_type,
         };
         self.commit_image(&rec, &up.aliases)?;
         Ok(rec)
@@ -359,11 +370,15 @@ impl Daemon {
 
     /// Creates the root volume of a new instance from an image (unpacked once per pool).
     pub(super) fn create_root_from_image(&self, m: &Model, inst: &InstanceRecord, fp: &str) -> Result<super::VolumeGuard> {
+        super::vm_images::check_instance_type(m.image(&inst.project, fp)?, inst)?;
         let pool = m.root_pool(inst)?;
         let driver: Arc<dyn Driver> = self.pool_driver(&pool)?;
         let vol = super::instance_volume(inst);
         image::create_from_image(driver.as_ref(), &self.files_of(fp), fp, &vol, &unpack_options())?;
-        Ok(super::VolumeGuard::armed(driver, vol))
+        let path = driver.volume_path(&vol);
+        let guard = super::VolumeGuard::armed(driver, vol);
+        super::vm_images::grow_root_disk(m, inst, &path)?;
+        Ok(guard)
     }
 
     /// Publishes an instance (`snapshot` None) or one of its snapshots as a new image.
@@ -389,7 +404,12 @@ impl Daemon {
             properties: properties.clone(),
             creation_date: Utc::now().timestamp(),
         };
-        let (published, files) = image::publish_to_dir(&src, &opts, &self.images_dir())?;
+        let (image_type, (published, files)) = match inst.instance_type {
+            crate::config::InstanceType::VirtualMachine => {
+                (ImageType::VirtualMachine, image::vm_publish::publish_to_dir(&src, &opts, &self.images_dir())?)
+            }
+            _ => (ImageType::Container, image::publish_to_dir(&src, &opts, &self.images_dir())?),
+        };
         if self.model().images.contains_key(&scoped_key(&ip, &published.fingerprint)) {
             return Err(Error::conflict(format!("Image with same fingerprint already exists: {}", published.fingerprint)));
         }
@@ -408,6 +428,7 @@ impl Daemon {
             expires_at: None,
             auto_update: false,
             profiles: vec!["default".into()],
+            image_type,
         };
         let _ = files;
         self.commit_image(&rec, &aliases)?;
@@ -451,6 +472,7 @@ mod tests {
             expires_at: None,
             auto_update: false,
             profiles: vec![],
+            image_type: ImageType::Container,
         }
     }
 

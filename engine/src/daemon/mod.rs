@@ -20,6 +20,7 @@ mod runtime;
 mod pools;
 pub mod scheduler;
 mod snapshots;
+mod vm_images;
 mod volumes;
 mod volume_backups;
 mod profiles;

@@ -156,8 +156,15 @@ impl Daemon {
         let pool = m.root_pool(inst)?;
         let driver = self.pool_driver(&pool)?;
         let vol = instance_volume(inst);
+        let vm_size = match inst.instance_type {
+            InstanceType::VirtualMachine => Some(super::vm_images::empty_root_size(m, inst)?),
+            _ => None,
+        };
         let mut fill = |p: &std::path::Path| -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            std::fs::create_dir_all(p.join("rootfs"))?;
+            match vm_size {
+                Some(size) => crate::storage::vm_volume::fill_empty(p, size)?,
+                None => std::fs::create_dir_all(p.join("rootfs"))?,
+            }
             Ok(())
         };
         driver.create_volume(&vol, Some(&mut fill))?;

@@ -51,7 +51,7 @@ pub fn detect(magic: &[u8]) -> Result<Compression, Error> {
     } else if magic.starts_with(b"hsqs") {
         Err(Error::UnsupportedFormat("squashfs (use a rootfs tarball)".into()))
     } else if magic.starts_with(b"QFI\xfb") {
-        Err(Error::UnsupportedFormat("qcow2 (virtual-machine images)".into()))
+        Err(Error::UnsupportedFormat("a qcow2 disk where a tarball is expected (a VM image's disk is its rootfs part or rootfs.img)".into()))
     } else {
         Ok(Compression::None)
     }
@@ -224,7 +224,12 @@ fn append_entry<W: Write>(
         }
         if ft.is_file() {
             let f = fs::File::open(path).map_err(tar_err(path))?;
-            builder.append_data(&mut header, name, f).map_err(tar_err(path))?;
+            // Files with holes (a VM's root.img) go in as GNU sparse entries.
+            let extents = if meta.blocks() * 512 < meta.len() { super::sparse_tar::data_extents(&f, meta.len()).map_err(tar_err(path))? } else { None };
+            match extents {
+                Some(ext) => super::sparse_tar::append_sparse(builder, &mut header, name, f, meta.len(), &ext).map_err(tar_err(path))?,
+                None => builder.append_data(&mut header, name, f).map_err(tar_err(path))?,
+            }
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(tar_err(path))?;
             header.set_size(0);

@@ -43,6 +43,29 @@ pub fn publish(src: &Path, opts: &PublishOptions, out: &mut dyn Write) -> Result
     if !src.join("rootfs").is_dir() {
         return Err(Error::Metadata(format!("{} has no rootfs/", src.display())));
     }
+    let meta = published_metadata(src, opts)?;
+    let yaml = serde_yaml::to_string(&meta).map_err(|e| Error::Metadata(e.to_string()))?;
+
+    let hashing = HashingWriter::new(out);
+    let encoder = Encoder::new(hashing, opts.compression).map_err(io_err("compress", src))?;
+    let mut builder = tar::Builder::new(encoder);
+    append_metadata(&mut builder, &yaml, opts, src)?;
+    for part in ["rootfs", "templates"] {
+        let p = src.join(part);
+        if p.is_dir() {
+            append_tree(&mut builder, &p, part)?;
+        }
+    }
+    let encoder = builder.into_inner().map_err(io_err("archive", src))?;
+    let hashing = encoder.finish().map_err(io_err("compress", src))?;
+    let (fingerprint, size, out) = hashing.finish();
+    out.flush().map_err(io_err("flush", src))?;
+    Ok(Published { fingerprint, size, metadata: meta })
+}
+
+/// The metadata.yaml of a published image: the volume's own (or a minimal one) with the
+/// new creation date, no expiry and the requested properties.
+pub(super) fn published_metadata(src: &Path, opts: &PublishOptions) -> Result<ImageMetadata, Error> {
     let mut meta = match fs::read(src.join("metadata.yaml")) {
         Ok(bytes) => metadata::parse(&bytes)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => ImageMetadata {
@@ -56,11 +79,11 @@ pub fn publish(src: &Path, opts: &PublishOptions, out: &mut dyn Write) -> Result
     meta.creation_date = opts.creation_date;
     meta.expiry_date = 0;
     meta.properties.extend(opts.properties.clone());
-    let yaml = serde_yaml::to_string(&meta).map_err(|e| Error::Metadata(e.to_string()))?;
+    Ok(meta)
+}
 
-    let hashing = HashingWriter::new(out);
-    let encoder = Encoder::new(hashing, opts.compression).map_err(io_err("compress", src))?;
-    let mut builder = tar::Builder::new(encoder);
+/// Appends metadata.yaml (root-owned, 0644, dated at creation).
+pub(super) fn append_metadata<W: Write>(builder: &mut tar::Builder<W>, yaml: &str, opts: &PublishOptions, src: &Path) -> Result<(), Error> {
     let mut header = tar::Header::new_gnu();
     header.set_size(yaml.len() as u64);
     header.set_mode(0o644);
@@ -68,18 +91,7 @@ pub fn publish(src: &Path, opts: &PublishOptions, out: &mut dyn Write) -> Result
     header.set_gid(0);
     header.set_mtime(opts.creation_date.max(0) as u64);
     header.set_entry_type(tar::EntryType::Regular);
-    builder.append_data(&mut header, "metadata.yaml", yaml.as_bytes()).map_err(io_err("archive", src))?;
-    for part in ["rootfs", "templates"] {
-        let p = src.join(part);
-        if p.is_dir() {
-            append_tree(&mut builder, &p, part)?;
-        }
-    }
-    let encoder = builder.into_inner().map_err(io_err("archive", src))?;
-    let hashing = encoder.finish().map_err(io_err("compress", src))?;
-    let (fingerprint, size, out) = hashing.finish();
-    out.flush().map_err(io_err("flush", src))?;
-    Ok(Published { fingerprint, size, metadata: meta })
+    builder.append_data(&mut header, "metadata.yaml", yaml.as_bytes()).map_err(io_err("archive", src))
 }
 
 /// Publishes into `images_dir` as `<fingerprint>`; returns the result and its files.

@@ -9,7 +9,10 @@
 pub mod archive;
 mod export;
 pub mod metadata;
+mod sparse_tar;
 pub mod unpack;
+pub mod vm;
+pub mod vm_publish;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -24,6 +27,7 @@ pub use archive::Compression;
 pub use export::{publish, publish_to_dir, PublishOptions, Published};
 pub use metadata::ImageMetadata;
 pub use unpack::{UnpackOptions, UnpackStats, Unpacker};
+pub use vm::{detect_type, ImageType};
 
 /// Errors of image handling. `Unsafe` and `TooLarge` name the archive entry at fault.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,9 @@ pub enum Error {
     /// A file operation failed.
     #[error("{op} {path}")]
     Io { op: &'static str, path: PathBuf, #[source] source: io::Error },
+    /// A VM image disk that is not a self-contained qcow2 within the limits.
+    #[error("invalid VM disk: {0}")]
+    Disk(String),
     /// The storage driver failed.
     #[error(transparent)]
     Storage(#[from] crate::storage::drivers::Error),
@@ -187,10 +194,14 @@ pub fn ensure_image_volume(driver: &dyn Driver, files: &ImageFiles, fingerprint:
         return Ok(vol);
     }
     let tmp = Volume::new(VolumeType::Image, &format!(".tmp-{fingerprint}-{}", rand::random::<u32>()));
+    let image_type = vm::detect_type(files)?;
     let mut failure: Option<Error> = None;
     let created = driver.create_volume(
         &tmp,
-        Some(&mut |path: &Path| match unpack_files(files, fingerprint, path, opts) {
+        Some(&mut |path: &Path| match match image_type {
+            ImageType::VirtualMachine => vm::unpack_files(files, fingerprint, path, opts),
+            ImageType::Container => unpack_files(files, fingerprint, path, opts),
+        } {
             Ok(_) => Ok(()),
             Err(e) => {
                 let msg = e.to_string();

@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -34,11 +35,13 @@ pub struct UnpackOptions {
     pub allow_devices: bool,
     /// Apply `SCHILY.xattr.*` records to files and directories.
     pub xattrs: bool,
+    /// The largest virtual size of a VM image's disk, in bytes.
+    pub max_disk_size: u64,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
-        UnpackOptions { max_bytes: 64 << 30, max_entries: 10_000_000, allow_devices: false, xattrs: true }
+        UnpackOptions { max_bytes: 64 << 30, max_entries: 10_000_000, allow_devices: false, xattrs: true, max_disk_size: 256 << 30 }
     }
 }
 
@@ -170,7 +173,7 @@ impl Unpacker {
                 self.files.remove(&full);
                 self.dirs.push((full, mode, mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.remove_leaf(&dir, &leaf_c, &name)?;
                 let fd = openat(
                     dir.as_fd(),
@@ -257,20 +260,26 @@ impl Unpacker {
         Ok(())
     }
 
-    /// Copies file content, aborting once the archive's total passes the limit.
+    /// Copies file content, aborting once the archive's total passes the limit. Blocks of
+    /// zeros become holes (sparse entries and zero-filled disks stay sparse).
     fn copy_limited<R: Read>(&mut self, from: &mut R, to: &mut File, entry: &str) -> Result<(), Error> {
         let mut buf = vec![0u8; 1 << 16];
+        let mut pos = 0u64;
         loop {
-            let n = from.read(&mut buf).map_err(|e| Error::Corrupt { entry: entry.to_string(), source: e })?;
+            let n = super::sparse_tar::read_full(from, &mut buf).map_err(|e| Error::Corrupt { entry: entry.to_string(), source: e })?;
             if n == 0 {
-                return Ok(());
+                break;
             }
             self.stats.bytes += n as u64;
             if self.stats.bytes > self.opts.max_bytes {
                 return Err(Error::TooLarge { entry: entry.to_string(), limit: format!("{} bytes expanded", self.opts.max_bytes) });
             }
-            to.write_all(&buf[..n]).map_err(|e| Error::Io { op: "write", path: self.root_path.join(entry), source: e })?;
+            for (off, run) in super::sparse_tar::data_runs(&buf[..n]) {
+                to.write_all_at(run, pos + off as u64).map_err(|e| Error::Io { op: "write", path: self.root_path.join(entry), source: e })?;
+            }
+            pos += n as u64;
         }
+        to.set_len(pos).map_err(|e| Error::Io { op: "truncate", path: self.root_path.join(entry), source: e })
     }
 
     /// Opens a directory below the root without following any symlink; creates missing

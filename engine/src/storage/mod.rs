@@ -8,5 +8,6 @@
 
 pub mod drivers;
 mod volume;
+pub mod vm_volume;
 
 pub use volume::{validate_name, VolumeType, Volume, DEFAULT_PROJECT};

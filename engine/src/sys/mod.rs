@@ -98,90 +98,63 @@ pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Applies an idmapping (from the user namespace `userns`) to a detached mount.
-pub fn mount_setattr_idmap(mnt: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
+
+/// A syscall's `-1 means errno` convention, as a `Result`.
+fn check(rc: libc::c_long) -> io::Result<()> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// mount_setattr(2) on the whole detached tree `mnt`.
+fn mount_setattr(mnt: BorrowedFd<'_>, attr: &MountAttr) -> io::Result<()> {
     let empty = c"";
     // SAFETY: valid pointers and sizes per uapi mount_setattr(2).
-    let rc = unsafe {
+    check(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             mnt.as_raw_fd(),
             empty.as_ptr(),
             libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    })
+}
+
+/// move_mount(2) of the detached mount `mnt` onto `to_path` relative to `to_dir`.
+fn move_mount(mnt: BorrowedFd<'_>, to_dir: RawFd, to_path: &std::ffi::CStr, flags: u32) -> io::Result<()> {
+    let empty = c"";
+    // SAFETY: valid C strings and descriptors; flags per uapi move_mount(2).
+    check(unsafe {
+        libc::syscall(libc::SYS_move_mount, mnt.as_raw_fd(), empty.as_ptr(), to_dir, to_path.as_ptr(), flags)
+    })
+}
+
+/// Applies an idmapping (from the user namespace `userns`) to a detached mount.
+pub fn mount_setattr_idmap(mnt: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    mount_setattr(mnt, &attr)
+}
+
+/// Makes a detached mount tree read-only.
+pub fn mount_setattr_rdonly(mnt: BorrowedFd<'_>) -> io::Result<()> {
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    mount_setattr(mnt, &attr)
 }
 
 /// Attaches the detached mount `mnt` on top of the path `target`.
 pub fn move_mount_to(mnt: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     let c = cpath(target)?;
-    let empty = c"";
-    // SAFETY: valid strings; flags per uapi move_mount(2).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-
-/// Makes a detached mount tree read-only.
-pub fn mount_setattr_rdonly(mnt: BorrowedFd<'_>) -> io::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    let empty = c"";
-    // SAFETY: valid pointers and sizes per uapi mount_setattr(2).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mnt.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    move_mount(mnt, libc::AT_FDCWD, &c, MOVE_MOUNT_F_EMPTY_PATH)
 }
 
 /// Attaches the detached mount `mnt` on top of the file or directory open as `target`.
 pub fn move_mount_to_fd(mnt: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
-    let empty = c"";
-    // SAFETY: valid strings; flags per uapi move_mount(2).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            empty.as_ptr(),
-            target.as_raw_fd(),
-            empty.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    move_mount(mnt, target.as_raw_fd(), c"", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
 }
 
 /// pidfd_open(2).

@@ -17,6 +17,9 @@ use super::volume::{Volume, VolumeType};
 pub use btrfs::{is_btrfs, is_subvolume, loop_devices_of, Btrfs};
 pub use dir::Dir;
 
+/// Hole-preserving file copies (tree copies of VM disks).
+mod sparse;
+
 /// Errors of the storage drivers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

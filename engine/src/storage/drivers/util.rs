@@ -93,9 +93,7 @@ fn copy_file(src: &Path, dst: &Path, stats: &mut CopyStats) -> Result<()> {
         stats.reflinked += 1;
         return Ok(());
     }
-    let mut from = from;
-    let mut to = to;
-    io::copy(&mut from, &mut to).map_err(|e| Error::io("copy", dst, e))?;
+    super::sparse::copy_sparse(&from, &to).map_err(|e| Error::io("copy", dst, e))?;
     stats.copied += 1;
     Ok(())
 }
