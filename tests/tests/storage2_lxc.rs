@@ -474,3 +474,41 @@ fn expired_backups_go_with_their_copies() {
     assert!(names[0].ends_with("/kept"), "{names:?}");
     assert!(get(&d, "/1.0/storage-pools/default/volumes/custom/ev/backups").as_array().is_some_and(Vec::is_empty));
 }
+
+/// On a dir pool an instance's root volume is a real copy of the image; it is made outside
+/// the daemon's write lock, so another change goes through while it runs.
+#[test]
+fn dir_copy_runs_outside_the_write_lock() {
+    if !ready("dir_copy_runs_outside_the_write_lock") {
+        return;
+    }
+    let d = Daemon::start();
+    let img = d.data_dir().join("bigimg");
+    std::fs::create_dir_all(img.join("rootfs/bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", img.join("rootfs/bin/busybox")).expect("busybox");
+    let st = Command::new("dd").args(["if=/dev/urandom", "bs=1M", "count=200", "status=none"]).arg(format!("of={}", img.join("rootfs/blob").display())).status().expect("dd");
+    assert!(st.success());
+    std::fs::write(img.join("metadata.yaml"), METADATA).expect("metadata");
+    let tarball = d.data_dir().join("big.tar");
+    assert!(Command::new("tar").arg("-C").arg(&img).arg("-cf").arg(&tarball).args(["metadata.yaml", "rootfs"]).status().expect("tar").success());
+    std::fs::remove_dir_all(&img).expect("rm");
+    d.lxc_ok(&["image", "import", tarball.to_str().unwrap_or_default(), "--alias", "big"]);
+    std::fs::remove_file(&tarball).expect("rm");
+    d.lxc_ok(&["init", "--empty", "other"]);
+    let (create_done, patch_done) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let r = d.req("POST", "/1.0/instances", Some(json!({"name": "big1", "source": {"type": "image", "alias": "big"}})));
+            (r.status, std::time::Instant::now())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let r = d.req("PATCH", "/1.0/instances/other", Some(json!({"config": {"user.during": "copy"}})));
+        assert!(r.status < 300, "{}", String::from_utf8_lossy(&r.body));
+        let patch_done = std::time::Instant::now();
+        let (status, create_done) = h.join().expect("create thread");
+        assert!(status < 300, "create failed: {status}");
+        (create_done, patch_done)
+    });
+    assert_eq!(get(&d, "/1.0/instances/other")["config"]["user.during"], "copy");
+    assert!(rootfs(&d, "default", "big1").join("blob").exists());
+    assert!(patch_done < create_done, "the PATCH waited for the copy ({:?} after it)", patch_done - create_done);
+}

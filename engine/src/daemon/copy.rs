@@ -52,6 +52,22 @@ impl Daemon {
         Ok(())
     }
 
+    /// Whether making the root volume of `inst` from `source` is a real copy (dir pools,
+    /// another pool) rather than a snapshot or an empty volume: such work is done outside
+    /// the daemon's write lock.
+    pub(super) fn root_is_heavy(&self, m: &Model, inst: &InstanceRecord, source: &RootSource) -> bool {
+        let cheap_in = |pool: &str| self.pool_driver(pool).map(|d| d.info().optimized_images).unwrap_or(false);
+        let Ok(dst_pool) = m.root_pool(inst) else { return false };
+        match source {
+            RootSource::Empty => false,
+            RootSource::Image(_) => !cheap_in(&dst_pool),
+            RootSource::Copy { instance, .. } => match m.instance(&inst.project, instance).and_then(|s| m.root_pool(s).ok()) {
+                Some(src_pool) => src_pool != dst_pool || !cheap_in(&dst_pool),
+                None => false,
+            },
+        }
+    }
+
     /// Creates the root volume for `inst` from `source`; returns a guard that removes it
     /// on failure and the snapshot records the copy brought along.
     pub(super) fn create_root(&self, m: &Model, inst: &InstanceRecord, source: &RootSource) -> Result<(VolumeGuard, Vec<SnapshotRecord>)> {

@@ -184,8 +184,23 @@ impl Daemon {
         m.validate_instance(&inst)?;
         inst.config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         m.fill_volatile(&mut inst)?;
-        let (guard, snaps) = self.create_root(&m, &inst, source)?;
-        drop(m);
+        // A copy that takes time (a dir pool, another pool) runs outside the write lock, on a
+        // copy of the model; a concurrent create of the same name fails on the volume.
+        let (guard, snaps) = if self.root_is_heavy(&m, &inst, source) {
+            let view = m.clone();
+            drop(m);
+            drop(tx);
+            let out = self.create_root(&view, &inst, source)?;
+            tx = self.txn();
+            if tx.model().instance(project, &name).is_some() {
+                return Err(Error::conflict(format!("Instance \"{name}\" already exists")));
+            }
+            out
+        } else {
+            let out = self.create_root(&m, &inst, source)?;
+            drop(m);
+            out
+        };
         self.plugin_hook(Hook::PreCreate, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, &name);
         let snaps: Vec<super::SnapshotRecord> =
