@@ -58,6 +58,7 @@ B image import "$work/bbbig.tar" --alias bbbig >/dev/null
 # Unpack both images into the btrfs pool once (the first instance made there does it),
 # so the samples measure the per-instance path.
 for a in bbsmall bbbig; do B init "$a" warm -s bt >/dev/null && B delete warm >/dev/null; done
+sync   # the unpacked images' data is on disk before timing (else writeback lands in the samples)
 echo "berthd: $("$BERTHD" --version 2>/dev/null || echo "$BERTHD"); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$root/bench/storage_api.py" --socket "$data/unix.socket" --pool bt --alias bbsmall -n "$N" --label "berthd btrfs 2MB  "
 python3 "$root/bench/storage_api.py" --socket "$data/unix.socket" --pool bt --alias bbbig -n "$NBIG" --label "berthd btrfs ${BIG_MB}MB"
@@ -68,6 +69,7 @@ if [ -n "${LXD_ANCHOR:-}" ]; then
     L image import "$work/bbsmall.tar" --alias bbsmall >/dev/null
     L image import "$work/bbbig.tar" --alias bbbig >/dev/null
     for a in bbsmall bbbig; do L init "$a" warm >/dev/null && L delete warm >/dev/null; done
+    sync
     echo "LXD: load average: $(cut -d' ' -f1-3 /proc/loadavg)"
     python3 "$root/bench/storage_api.py" --socket /var/lib/lxd/unix.socket --pool default --alias bbsmall -n "$N" --label "LXD dir 2MB       "
     python3 "$root/bench/storage_api.py" --socket /var/lib/lxd/unix.socket --pool default --alias bbbig -n "$NBIG" --label "LXD dir ${BIG_MB}MB     "
