@@ -80,6 +80,7 @@ pub async fn route(mut ctx: Ctx, instance: &str, rest: &[&str]) -> Result<Reply>
                 instance_only: req.instance_only || req.container_only,
                 optimized_storage: req.optimized_storage,
                 compression,
+                captured: None,
             };
             let (d, p, i) = (ctx.daemon.clone(), project.clone(), instance.to_string());
             let name = blocking(move || d.create_backup(&p, &i, rec)).await?;

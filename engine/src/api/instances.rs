@@ -84,6 +84,11 @@ struct InstanceRename {
     name: String,
     #[serde(default)]
     migration: bool,
+    /// Local move into another pool (`instance_pool_move`).
+    #[serde(default)]
+    pool: String,
+    #[serde(default)]
+    instance_only: bool,
 }
 
 fn parse_type(t: &str) -> Result<InstanceType> {
@@ -445,6 +450,14 @@ async fn rename(mut ctx: Ctx, name: &str) -> Result<Reply> {
     let project = ctx.project().to_string();
     get_record(&ctx, name)?;
     let req: InstanceRename = ctx.json().await?;
+    if req.migration && !req.pool.is_empty() {
+        let d = ctx.daemon.clone();
+        let new = if req.name.is_empty() { name.to_string() } else { req.name.clone() };
+        let (p, n, pool, only, target) = (project.clone(), name.to_string(), req.pool.clone(), req.instance_only, new.clone());
+        blocking(move || d.move_instance_pool(&p, &n, &target, &pool, only)).await?;
+        let spec = OpSpec::task("Moving instance", &project, "instances", vec![Model::instance_url(&project, &new)]);
+        return Ok(Reply::Async(ctx.daemon.ops.completed(spec)));
+    }
     if req.migration {
         return Err(Error::Unsupported("Migration is not supported".into()));
     }

@@ -21,6 +21,7 @@ mod snapshots;
 mod storage_pools;
 pub mod stream;
 mod volumes;
+mod volume_backups;
 pub mod listener;
 pub mod tls;
 pub mod websocket;

@@ -44,6 +44,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "image_create_aliases",
     "container_only_migration",
     "container_incremental_copy",
+    "instance_pool_move",
+    "custom_volume_backup",
     "berth_plugins",
 ];
 

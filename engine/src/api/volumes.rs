@@ -84,6 +84,14 @@ pub async fn route(mut ctx: Ctx, pool: &str, rest: &[&str]) -> Result<Reply> {
     let project = ctx.project().to_string();
     let driver = ctx.daemon.pool_driver(pool)?;
     match (ctx.method.clone(), rest) {
+        (_, ["custom", name, "backups", more @ ..]) => {
+            let (name, more) = (name.to_string(), more.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            let more: Vec<&str> = more.iter().map(String::as_str).collect();
+            super::volume_backups::route(ctx, pool, &name, &more).await
+        }
+        (Method::POST, [] | ["custom"]) if ctx.header("content-type").is_some_and(|c| c.starts_with("application/octet-stream")) => {
+            super::volume_backups::import(ctx, pool).await
+        }
         (Method::GET, [] | ["custom"]) => {
             let only_custom = !rest.is_empty();
             let m = ctx.daemon.model();

@@ -30,8 +30,14 @@ fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
 
 /// Streams the backup tarball into `out`; returns the index written.
 pub fn export(req: &ExportRequest<'_>, out: &mut dyn Write) -> Result<Info, Error> {
+    export_named(req, &req.volume.name, out)
+}
+
+/// As [`export`], naming the backup `name` in index.yaml: the volume read may be a frozen
+/// copy under another name.
+pub fn export_named(req: &ExportRequest<'_>, name: &str, out: &mut dyn Write) -> Result<Info, Error> {
     let info = Info {
-        name: req.volume.name.clone(),
+        name: name.to_string(),
         backend: req.driver.info().name.to_string(),
         pool: req.driver.spec().name.clone(),
         snapshots: req.snapshots.clone(),

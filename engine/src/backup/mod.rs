@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::VolumeType;
 
-pub use export::{export, ExportRequest};
+pub use export::{export, export_named, ExportRequest};
 pub use import::{import, ImportRequest, Imported};
 
 /// The path of the index in every backup.

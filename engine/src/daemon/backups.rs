@@ -1,6 +1,7 @@
 //! Instance backups: records of what to back up (name, expiry, instance_only,
-//! optimized_storage, compression). The tarball itself is produced when it is exported and
-//! streamed straight to the client, so no copy of the instance is ever staged on disk.
+//! optimized_storage, compression) and the state frozen at creation (see
+//! [`super::backup_capture`]). The tarball is produced when it is exported, from the frozen
+//! volume, and streamed straight to the client, so no tarball is ever staged on disk.
 //! Import restores a tarball into a pool and recreates the instance and snapshot records.
 
 use std::io::{Read, Write};
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::backup_capture::Captured;
 use super::{instance_volume, Daemon, Model, SnapshotRecord};
 use crate::backup::{self, ExportRequest, ImportRequest};
 use crate::config;
@@ -33,6 +35,10 @@ pub struct BackupRecord {
     pub optimized_storage: bool,
     #[serde(default)]
     pub compression: String,
+    /// The creation-time copy the export reads; `None` in records made before captures
+    /// existed (those export the live instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<Captured>,
 }
 
 impl BackupRecord {
@@ -89,39 +95,60 @@ impl Model {
 }
 
 impl Daemon {
-    /// Records a backup; returns its name.
+    /// Creates a backup: freezes the instance's volume (and its snapshots unless
+    /// `instance_only`) into a hidden volume, outside the write lock, then records it.
+    /// Returns its name.
     pub fn create_backup(&self, project: &str, instance: &str, mut rec: BackupRecord) -> Result<String> {
-        let mut tx = self.txn();
-        let m = tx.model();
-        let inst = m.instance(project, instance).ok_or_else(|| Error::not_found("Instance not found"))?;
-        let existing: Vec<String> = m.backups_of(project, instance).iter().map(|b| b.name.clone()).collect();
-        if rec.name.is_empty() {
-            rec.name = snapshot_rules::next_snapshot_name("backup%d", &existing).map_err(|e| Error::bad(e.to_string()))?;
-        }
-        if rec.name.contains('/') {
-            return Err(Error::bad("Backup names may not contain slashes"));
-        }
-        if existing.contains(&rec.name) {
-            return Err(Error::conflict(format!("Backup \"{}\" already exists", rec.name)));
-        }
-        if Compression::parse(&rec.compression).is_none() {
-            return Err(Error::bad(format!("Unsupported compression algorithm \"{}\"", rec.compression)));
-        }
-        if rec.optimized_storage {
-            let pool = m.root_pool(inst)?;
-            drop(m);
-            if !self.pool_driver(&pool)?.info().optimized_backups {
-                rec.optimized_storage = false;
+        let (inst, snaps, pool) = {
+            let m = self.model();
+            let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
+            let existing: Vec<String> = m.backups_of(project, instance).iter().map(|b| b.name.clone()).collect();
+            if rec.name.is_empty() {
+                rec.name = snapshot_rules::next_snapshot_name("backup%d", &existing).map_err(|e| Error::bad(e.to_string()))?;
             }
-        } else {
-            drop(m);
+            if rec.name.contains('/') {
+                return Err(Error::bad("Backup names may not contain slashes"));
+            }
+            if existing.contains(&rec.name) {
+                return Err(Error::conflict(format!("Backup \"{}\" already exists", rec.name)));
+            }
+            if Compression::parse(&rec.compression).is_none() {
+                return Err(Error::bad(format!("Unsupported compression algorithm \"{}\"", rec.compression)));
+            }
+            let snaps: Vec<SnapshotRecord> =
+                if rec.instance_only { Vec::new() } else { m.snapshots_of(project, instance).into_iter().cloned().collect() };
+            let pool = m.root_pool(&inst)?;
+            (inst, snaps, pool)
+        };
+        if rec.optimized_storage && !self.pool_driver(&pool)?.info().optimized_backups {
+            rec.optimized_storage = false;
         }
         rec.instance = instance.to_string();
         rec.project = project.to_string();
+        rec.captured = Some(self.capture_backup(&pool, &inst, snaps)?);
         let key = rec.key();
-        tx.commit(|db| db.put(&tables::BACKUPS, &key, &rec), |m| {
-            m.backups.insert(key.clone(), rec.clone());
-        })?;
+        let mut tx = self.txn();
+        let clash = {
+            let m = tx.model();
+            if m.instance(project, instance).is_none() {
+                Some(Error::not_found("Instance not found"))
+            } else if m.backup(project, instance, &rec.name).is_some() {
+                Some(Error::conflict(format!("Backup \"{}\" already exists", rec.name)))
+            } else {
+                None
+            }
+        };
+        let res = match clash {
+            Some(e) => Err(e),
+            None => tx.commit(|db| db.put(&tables::BACKUPS, &key, &rec), |m| {
+                m.backups.insert(key.clone(), rec.clone());
+            }),
+        };
+        drop(tx);
+        if let Err(e) = res {
+            self.drop_captured(rec.captured.as_ref());
+            return Err(e);
+        }
         self.events.lifecycle(project, "instance-backup-created", &backup_url(project, instance, &rec.name), json!({}));
         Ok(rec.name)
     }
@@ -134,6 +161,8 @@ impl Daemon {
         tx.commit(|db| db.delete(&tables::BACKUPS, &key), |m| {
             m.backups.remove(&key);
         })?;
+        drop(tx);
+        self.drop_captured(rec.captured.as_ref());
         self.events.lifecycle(project, "instance-backup-deleted", &backup_url(project, instance, name), json!({}));
         Ok(())
     }
@@ -179,23 +208,37 @@ impl Daemon {
             let m = self.model();
             let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
             let rec = m.backup(project, instance, name).cloned().ok_or_else(|| Error::not_found("Backup not found"))?;
-            let snaps: Vec<SnapshotRecord> =
-                if rec.instance_only { Vec::new() } else { m.snapshots_of(project, instance).into_iter().cloned().collect() };
-            let pool = m.root_pool(&inst)?;
-            (inst, rec, snaps, pool)
+            match &rec.captured {
+                Some(c) => {
+                    let mut frozen = c.instance.clone();
+                    frozen.name = inst.name.clone();
+                    let snaps = c.snapshots.iter().map(|s| SnapshotRecord { instance: inst.name.clone(), ..s.clone() }).collect();
+                    (frozen, rec.clone(), snaps, c.pool.clone())
+                }
+                None => {
+                    let snaps: Vec<SnapshotRecord> =
+                        if rec.instance_only { Vec::new() } else { m.snapshots_of(project, instance).into_iter().cloned().collect() };
+                    let pool = m.root_pool(&inst)?;
+                    (inst, rec, snaps, pool)
+                }
+            }
         };
         let driver = self.pool_driver(&pool)?;
+        let volume = match &rec.captured {
+            Some(c) => c.volume(),
+            None => instance_volume(&inst),
+        };
         let embedded = Embedded { container: inst.clone(), snapshots: snaps.clone() };
         let config = serde_yaml::to_value(&embedded).map_err(|e| Error::internal(e.to_string()))?;
         let req = ExportRequest {
             driver: driver.as_ref(),
-            volume: &instance_volume(&inst),
+            volume: &volume,
             snapshots: snaps.iter().map(|s| s.name.clone()).collect(),
             optimized: rec.optimized_storage && driver.info().optimized_backups,
             compression: Compression::parse(&rec.compression).unwrap_or(Compression::Gzip),
             config: Some(config),
         };
-        backup::export(&req, out)?;
+        backup::export_named(&req, &inst.name, out)?;
         Ok(())
     }
 

@@ -1,11 +1,12 @@
 //! Where a new instance's root volume comes from: empty, an image, or a copy of another
-//! instance or snapshot (with its snapshots unless `instance_only`), and `refresh`.
+//! instance or snapshot (with its snapshots unless `instance_only`), in the same pool or
+//! another one (see [`super::migrate`], which also has `refresh`).
 
 use super::{instance_volume, Daemon, InstanceCreate, Model, SnapshotRecord, VolumeGuard};
 use crate::config;
 use crate::error::{Error, Result};
 use crate::model::InstanceRecord;
-use crate::snapshot_rules::{compare_snapshots, ComparableSnapshot};
+use super::migrate::{copy_across, snapshot_in_pool, Side};
 use crate::storage::drivers::CopySource;
 
 /// The source of a new instance's root volume.
@@ -51,6 +52,22 @@ impl Daemon {
         Ok(())
     }
 
+    /// Whether making the root volume of `inst` from `source` is a real copy (dir pools,
+    /// another pool) rather than a snapshot or an empty volume: such work is done outside
+    /// the daemon's write lock.
+    pub(super) fn root_is_heavy(&self, m: &Model, inst: &InstanceRecord, source: &RootSource) -> bool {
+        let cheap_in = |pool: &str| self.pool_driver(pool).map(|d| d.info().optimized_images).unwrap_or(false);
+        let Ok(dst_pool) = m.root_pool(inst) else { return false };
+        match source {
+            RootSource::Empty => false,
+            RootSource::Image(_) => !cheap_in(&dst_pool),
+            RootSource::Copy { instance, .. } => match m.instance(&inst.project, instance).and_then(|s| m.root_pool(s).ok()) {
+                Some(src_pool) => src_pool != dst_pool || !cheap_in(&dst_pool),
+                None => false,
+            },
+        }
+    }
+
     /// Creates the root volume for `inst` from `source`; returns a guard that removes it
     /// on failure and the snapshot records the copy brought along.
     pub(super) fn create_root(&self, m: &Model, inst: &InstanceRecord, source: &RootSource) -> Result<(VolumeGuard, Vec<SnapshotRecord>)> {
@@ -60,21 +77,23 @@ impl Daemon {
             RootSource::Copy { instance, snapshot, instance_only } => {
                 let src = m.instance(&inst.project, instance).ok_or_else(|| Error::not_found(format!("Instance \"{instance}\" not found")))?;
                 let (src_pool, dst_pool) = (m.root_pool(src)?, m.root_pool(inst)?);
-                if src_pool != dst_pool {
-                    return Err(Error::bad(format!("Copying between pools (\"{src_pool}\" to \"{dst_pool}\") is not supported")));
-                }
                 let driver = self.pool_driver(&dst_pool)?;
                 let snaps: Vec<&SnapshotRecord> =
                     if *instance_only || snapshot.is_some() { Vec::new() } else { m.snapshots_of(&inst.project, instance) };
                 let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
                 let src_vol = instance_volume(src);
                 let dst = instance_volume(inst);
-                driver.copy_volume(&dst, &CopySource { volume: &src_vol, snapshot: snapshot.as_deref(), snapshots: &names })?;
+                if src_pool == dst_pool {
+                    driver.copy_volume(&dst, &CopySource { volume: &src_vol, snapshot: snapshot.as_deref(), snapshots: &names })?;
+                } else {
+                    let src_driver = self.pool_driver(&src_pool)?;
+                    let (from, to) = (Side { driver: src_driver.as_ref(), volume: &src_vol }, Side { driver: driver.as_ref(), volume: &dst });
+                    copy_across(&from, snapshot.as_deref(), &names, &to)?;
+                }
                 let records = snaps
                     .iter()
                     .map(|s| {
-                        let mut r = (*s).clone();
-                        r.instance = inst.name.clone();
+                        let mut r = snapshot_in_pool(m, s, &inst.name, &dst_pool);
                         r.config.retain(|k, _| config::include_when_copying(k, false));
                         r
                     })
@@ -82,62 +101,5 @@ impl Daemon {
                 Ok((VolumeGuard::armed(driver, dst), records))
             }
         }
-    }
-
-    /// `copy --refresh`: brings an existing target up to date with its source. Snapshots
-    /// are compared as LXD does; when anything differs the target volume is copied again
-    /// (with the source's snapshots), and the target's records follow.
-    pub fn refresh_instance(&self, project: &str, target: &str, source: &str, instance_only: bool) -> Result<()> {
-        let mut tx = self.txn();
-        let m = tx.model();
-        let src = m.instance(project, source).cloned().ok_or_else(|| Error::not_found(format!("Instance \"{source}\" not found")))?;
-        let dst = m.instance(project, target).cloned().ok_or_else(|| Error::not_found(format!("Instance \"{target}\" not found")))?;
-        if m.power(project, target) != super::PowerState::Stopped {
-            return Err(Error::bad("The target instance must be stopped to refresh it"));
-        }
-        let comparable = |v: &[&SnapshotRecord], id: &str| -> Vec<ComparableSnapshot> {
-            v.iter().map(|s| ComparableSnapshot { name: s.name.clone(), id: id.to_string(), creation_date: s.created_at }).collect()
-        };
-        let src_snaps = if instance_only { Vec::new() } else { m.snapshots_of(project, source) };
-        let dst_snaps = m.snapshots_of(project, target);
-        let (sync, delete) = compare_snapshots(&comparable(&src_snaps, "x"), &comparable(&dst_snaps, "x"));
-        tracing::debug!(sync = sync.len(), delete = delete.len(), "refresh");
-        let pool = m.root_pool(&dst)?;
-        if m.root_pool(&src)? != pool {
-            return Err(Error::bad("Refreshing between pools is not supported"));
-        }
-        let names: Vec<String> = src_snaps.iter().map(|s| s.name.clone()).collect();
-        let new_records: Vec<SnapshotRecord> = src_snaps
-            .iter()
-            .map(|s| SnapshotRecord { instance: target.to_string(), ..(*s).clone() })
-            .collect();
-        let old_keys: Vec<String> = dst_snaps.iter().map(|s| s.key()).collect();
-        drop(m);
-        let driver = self.pool_driver(&pool)?;
-        let dst_vol = instance_volume(&dst);
-        let tmp = dst_vol.renamed(&format!("{}.refresh-{}", dst.name, rand::random::<u32>()));
-        driver.copy_volume(&tmp, &CopySource { volume: &instance_volume(&src), snapshot: None, snapshots: &names })?;
-        driver.delete_volume(&dst_vol)?;
-        driver.rename_volume(&tmp, &dst.name)?;
-        tx.commit(
-            |db| {
-                for k in &old_keys {
-                    db.delete(&crate::db::tables::SNAPSHOTS, k)?;
-                }
-                for s in &new_records {
-                    db.put(&crate::db::tables::SNAPSHOTS, &s.key(), s)?;
-                }
-                Ok(())
-            },
-            |m| {
-                for k in &old_keys {
-                    m.snapshots.remove(k);
-                }
-                for s in &new_records {
-                    m.snapshots.insert(s.key(), s.clone());
-                }
-            },
-        )?;
-        Ok(())
     }
 }

@@ -441,7 +441,8 @@ impl Daemon {
         let Ok(mut rec) = tx.model().image(project, fp).cloned() else { return };
         rec.last_used_at = Utc::now();
         let key = scoped_key(&rec.project, &rec.fingerprint);
-        let _ = tx.commit(|db| db.put(&tables::IMAGES, &key, &rec), |m| {
+        // Advisory: not worth an fsync on the instance-creation path.
+        let _ = tx.commit_relaxed(|db| db.put(&tables::IMAGES, &key, &rec), |m| {
             m.images.insert(key.clone(), rec.clone());
         });
     }

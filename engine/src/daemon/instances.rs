@@ -135,6 +135,7 @@ impl Daemon {
         self.prepare_copy(project, &mut req, source)?;
         if let super::RootSource::Image(fp) = source {
             req.config.insert("volatile.base_image".into(), fp.clone());
+            self.prepare_image_volume(project, &req, fp)?;
         }
         if let Some(name) = &req.name {
             config::valid_instance_name(name)?;
@@ -183,8 +184,23 @@ impl Daemon {
         m.validate_instance(&inst)?;
         inst.config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         m.fill_volatile(&mut inst)?;
-        let (guard, snaps) = self.create_root(&m, &inst, source)?;
-        drop(m);
+        // A copy that takes time (a dir pool, another pool) runs outside the write lock, on a
+        // copy of the model; a concurrent create of the same name fails on the volume.
+        let (guard, snaps) = if self.root_is_heavy(&m, &inst, source) {
+            let view = m.clone();
+            drop(m);
+            drop(tx);
+            let out = self.create_root(&view, &inst, source)?;
+            tx = self.txn();
+            if tx.model().instance(project, &name).is_some() {
+                return Err(Error::conflict(format!("Instance \"{name}\" already exists")));
+            }
+            out
+        } else {
+            let out = self.create_root(&m, &inst, source)?;
+            drop(m);
+            out
+        };
         self.plugin_hook(Hook::PreCreate, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, &name);
         let snaps: Vec<super::SnapshotRecord> =
@@ -226,6 +242,7 @@ impl Daemon {
         let mut inst = self.plugin_validate_instance(inst, Some(&old))?;
         let m = tx.model();
         m.validate_instance(&inst)?;
+        super::migrate::same_root_pool(&m, &old, &inst)?;
         if m.power(project, name) != PowerState::Stopped {
             for (k, v) in &inst.config {
                 if old.config.get(k) != Some(v) && !config::is_live_updatable(k) {
@@ -258,6 +275,7 @@ impl Daemon {
         let inst = inst.clone();
         let pool = m.root_pool(&inst).ok();
         let (snap_keys, backup_keys) = Self::dependent_keys(&m, project, name);
+        let captured: Vec<_> = backup_keys.iter().filter_map(|k| m.backups.get(k).and_then(|b| b.captured.clone())).collect();
         drop(m);
         self.plugin_hook(Hook::PreDelete, &inst, &ConfigMap::new())?;
         let key = scoped_key(project, name);
@@ -285,6 +303,7 @@ impl Daemon {
         )?;
         // The record is gone (acknowledged); a crash now leaves at most a stray volume.
         self.delete_root(pool.as_deref(), &inst);
+        captured.iter().for_each(|c| self.drop_captured(Some(c)));
         self.events.lifecycle(project, "instance-deleted", &Model::instance_url(project, name), json!({}));
         Ok(())
     }

@@ -5,13 +5,16 @@
 //! model, commits one redb transaction, and only then updates the model, so the model never
 //! holds anything that is not durable.
 
+mod backup_capture;
 mod backups;
 pub mod certificates;
 mod hooks;
 mod copy;
 mod image_aliases;
 pub mod images;
+mod image_prepare;
 mod instances;
+mod migrate;
 pub mod plugins;
 mod runtime;
 mod pools;
@@ -19,6 +22,7 @@ pub mod scheduler;
 mod snapshots;
 mod vm_images;
 mod volumes;
+mod volume_backups;
 mod profiles;
 mod projects;
 pub mod trust;
@@ -39,6 +43,7 @@ pub use copy::RootSource;
 pub use images::{AliasRecord, ImageRecord, ImageUpdate, ImageUpload};
 pub use snapshots::SnapshotRecord;
 pub use volumes::{volume_key, VolumeRecord, VolumeUpdate};
+pub use volume_backups::VolumeBackupRecord;
 pub use pools::{instance_volume, LoadedPool, PoolRecord, VolumeGuard};
 pub use runtime::{instance_error, timeout_of};
 pub use instances::{host_architecture, instance_type_limits, InstanceCreate, InstanceUpdate};
@@ -93,6 +98,8 @@ pub struct Model {
     /// Snapshots and backups by `project/instance/name`.
     pub snapshots: BTreeMap<String, SnapshotRecord>,
     pub backups: BTreeMap<String, BackupRecord>,
+    /// Custom volume backups by `pool/project/volume/name`.
+    pub volume_backups: BTreeMap<String, VolumeBackupRecord>,
     /// Custom volumes by `pool/project/name[/snapshot]`.
     pub volumes: BTreeMap<String, VolumeRecord>,
     /// Bumped by every commit: anything derived from the model (rendered JSON caches)
@@ -243,6 +250,21 @@ impl Txn<'_> {
     }
 }
 
+impl Txn<'_> {
+    /// As [`Txn::commit`], with a non-durable database commit (see [`Db::write_relaxed`]).
+    pub fn commit_relaxed<R>(
+        &mut self,
+        db: impl FnOnce(&WriteTx<'_>) -> std::result::Result<(), crate::db::DbError>,
+        apply: impl FnOnce(&mut Model) -> R,
+    ) -> Result<R> {
+        self.daemon.db.write_relaxed(db)?;
+        let mut m = self.daemon.model.write().unwrap_or_else(|p| p.into_inner());
+        let out = apply(&mut m);
+        m.generation += 1;
+        Ok(out)
+    }
+}
+
 impl Daemon {
     /// Opens the database under `data_dir` and loads it.
     pub fn open(data_dir: &Path, events: EventHub) -> Result<Self> {
@@ -266,6 +288,7 @@ impl Daemon {
         model.image_aliases = db.all(&tables::IMAGE_ALIASES)?.into_iter().collect();
         model.snapshots = db.all(&tables::SNAPSHOTS)?.into_iter().collect();
         model.backups = db.all(&tables::BACKUPS)?.into_iter().collect();
+        model.volume_backups = db.all(&tables::VOLUME_BACKUPS)?.into_iter().collect();
         model.volumes = db.all(&tables::VOLUMES)?.into_iter().collect();
         let identity = trust::ServerIdentity::load_or_create(data_dir)
             .map_err(|e| Error::internal(format!("server certificate: {e}")))?;

@@ -15,6 +15,7 @@ pub const TICK: Duration = Duration::from_secs(60);
 pub fn run_once(daemon: &Daemon, now: chrono::DateTime<Utc>) -> (usize, usize) {
     let pruned = daemon.prune_expired_snapshots(now);
     daemon.prune_expired_backups(now);
+    daemon.prune_expired_volume_backups(now);
     let minute = now.naive_utc().with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(now.naive_utc());
     let taken = daemon.take_scheduled_snapshots(minute);
     (pruned, taken)
@@ -41,6 +42,8 @@ pub fn spawn(daemon: Arc<Daemon>) {
                 if take {
                     run_once(&d, now)
                 } else {
+                    d.prune_expired_backups(now);
+                    d.prune_expired_volume_backups(now);
                     (d.prune_expired_snapshots(now), 0)
                 }
             })

@@ -283,6 +283,10 @@ impl Daemon {
                 }
             },
         )?;
+        drop(tx);
+        if snap.is_none() {
+            self.delete_volume_backups_of(pool, project, name);
+        }
         Ok(())
     }
 

@@ -79,6 +79,8 @@ pub mod tables {
     pub const BACKUPS: Table<crate::daemon::BackupRecord> = Table::new("backups");
     /// Custom volumes (and their snapshots) by `pool/project/name[/snapshot]`.
     pub const VOLUMES: Table<crate::daemon::VolumeRecord> = Table::new("volumes");
+    /// Custom volume backups by `pool/project/volume/name`.
+    pub const VOLUME_BACKUPS: Table<crate::daemon::VolumeBackupRecord> = Table::new("volume_backups");
     /// Installed plugins (settings; the code is in `<data-dir>/plugins/<name>.wasm`) by name.
     pub const PLUGINS: Table<crate::daemon::plugins::PluginRecord> = Table::new("plugins");
 }
@@ -138,6 +140,22 @@ impl Db {
         E: From<DbError>,
     {
         let txn = self.db.begin_write().map_err(DbError::from)?;
+        let out = f(&WriteTx { txn: &txn })?;
+        txn.commit().map_err(DbError::from)?;
+        Ok(out)
+    }
+
+    /// As [`Db::write`] without waiting for the disk: the change is visible at once and is
+    /// persisted by the next durable commit. For bookkeeping whose loss in a crash is harmless
+    /// (an image's `last_used_at`), so it costs no fsync on a hot path.
+    pub fn write_relaxed<R, E>(&self, f: impl FnOnce(&WriteTx<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<DbError>,
+    {
+        let mut txn = self.db.begin_write().map_err(DbError::from)?;
+        // Refused only in multi-process mode, which this database never uses; a durable commit
+        // is then still correct.
+        let _ = txn.set_durability(redb::Durability::None);
         let out = f(&WriteTx { txn: &txn })?;
         txn.commit().map_err(DbError::from)?;
         Ok(out)

@@ -5,6 +5,7 @@
 
 mod btrfs;
 mod dir;
+pub mod sync;
 pub mod util;
 
 use std::collections::BTreeMap;

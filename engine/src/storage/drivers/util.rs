@@ -42,9 +42,9 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<CopyStats> {
 }
 
 /// (dev, inode) of multiply-linked files already copied → their copy.
-type Links = HashMap<(u64, u64), PathBuf>;
+pub(super) type Links = HashMap<(u64, u64), PathBuf>;
 
-fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, stats: &mut CopyStats, links: &mut Links) -> Result<()> {
+pub(super) fn copy_entry(src: &Path, dst: &Path, meta: &fs::Metadata, stats: &mut CopyStats, links: &mut Links) -> Result<()> {
     let ft = meta.file_type();
     if ft.is_file() && meta.nlink() > 1 {
         if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
@@ -99,7 +99,7 @@ fn copy_file(src: &Path, dst: &Path, stats: &mut CopyStats) -> Result<()> {
 }
 
 /// Ownership, then mode (chown clears setuid bits), xattrs and times; never follows symlinks.
-fn apply_metadata(src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
+pub(super) fn apply_metadata(src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<()> {
     std::os::unix::fs::lchown(dst, Some(meta.uid()), Some(meta.gid())).map_err(|e| Error::io("chown", dst, e))?;
     let is_link = meta.file_type().is_symlink();
     if !is_link {
