@@ -384,7 +384,7 @@ fn exec_out(d: &Daemon, name: &str, cmd: &[&str]) -> String {
 
 /// A custom volume attached as a `disk` device (pool + source) is seen inside a running
 /// container: attached before start, and hot-plugged into the running container; writes
-/// from inside land in the volume.
+/// from inside land in the volume, from privileged and unprivileged containers.
 fn custom_volume_in_running_container(d: &Daemon, pool: &str) {
     let _reaper = Reaper(d.data_dir().to_path_buf());
     d.lxc_ok(&["init", "--empty", "c1", "-s", pool, "-c", "security.privileged=true"]);
@@ -403,13 +403,24 @@ fn custom_volume_in_running_container(d: &Daemon, pool: &str) {
     std::fs::write(custom(d, pool, "more").join("x"), "hot\n").expect("write");
     d.lxc_ok(&["storage", "volume", "attach", pool, "more", "c1", "m2", "/srv/more"]);
     assert_eq!(exec_out(d, "c1", &["cat", "/srv/more/x"]), "hot\n");
-    // An unprivileged container sees the volume too (read; its files stay owned by host
-    // root, i.e. nobody inside: no ownership shift of custom volumes yet).
+    // An unprivileged container gets the volume through an idmapped mount, as LXD shifts
+    // custom volumes: host root's files are root's inside, and root inside can write
+    // files that land owned by host root (ids unshifted on disk).
     d.lxc_ok(&["init", "--empty", "c2", "-s", pool]);
     busybox_rootfs(&rootfs(d, pool, "c2"));
     d.lxc_ok(&["storage", "volume", "attach", pool, "data", "c2", "/mnt/data"]);
     d.lxc_ok(&["start", "c2"]);
+    let map = exec_out(d, "c2", &["cat", "/proc/self/uid_map"]);
+    assert!(!map.split_whitespace().take(2).eq(["0", "0"]), "c2 must be unprivileged: {map}");
     assert_eq!(exec_out(d, "c2", &["cat", "/mnt/data/hello", "/mnt/data/back"]), "from the host\nfrom inside\n");
+    assert_eq!(exec_out(d, "c2", &["stat", "-c", "%u:%g", "/mnt/data/hello"]).trim(), "0:0");
+    exec_out(d, "c2", &["sh", "-c", "echo unprivileged > /mnt/data/unpriv"]);
+    let md = std::fs::metadata(custom(d, pool, "data").join("unpriv")).expect("written from c2");
+    assert_eq!((std::os::unix::fs::MetadataExt::uid(&md), std::os::unix::fs::MetadataExt::gid(&md)), (0, 0));
+    // Hot-plugged into the running unprivileged container: shifted too.
+    d.lxc_ok(&["storage", "volume", "attach", pool, "more", "c2", "m2", "/srv/more"]);
+    exec_out(d, "c2", &["sh", "-c", "echo hot-unpriv > /srv/more/y"]);
+    assert_eq!(read(&custom(d, pool, "more").join("y")), "hot-unpriv\n");
     d.lxc_ok(&["stop", "-f", "c2"]);
     d.lxc_ok(&["delete", "c2"]);
     // An attached volume is in use: it cannot be deleted.

@@ -56,6 +56,7 @@ pub(crate) fn plan_one(
                     target: PathBuf::from(path),
                     readonly: get("readonly").is_some_and(is_true),
                     file: !md.is_dir(),
+                    shift: get("shift").is_some_and(is_true),
                 });
             }
             kind @ ("unix-char" | "unix-block") => {
@@ -69,7 +70,7 @@ pub(crate) fn plan_one(
                 }
                 let rdev = md.rdev();
                 out.cgroup_rules.push(format!("{c} {}:{} rwm", libc::major(rdev), libc::minor(rdev)));
-                out.binds.push(Bind { source: PathBuf::from(source), target: PathBuf::from(target), readonly: false, file: true });
+                out.binds.push(Bind { source: PathBuf::from(source), target: PathBuf::from(target), readonly: false, file: true, shift: false });
             }
             "nic" => out.nics.push(NicPlan::from_device(config, name, d)?),
             other => return Err(dev_err(name, format!("device type {other:?} is not supported by the container runtime"))),

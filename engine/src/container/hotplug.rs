@@ -23,6 +23,10 @@ impl Container {
         }
         for b in &plan.binds {
             let tree = sys::open_tree_clone(&b.source).map_err(ioe(format!("clone mount of {}", b.source.display())))?;
+            if b.shift && self.rt.idmap.is_some() {
+                let userns = std::fs::File::open(format!("/proc/{}/ns/user", self.rt.pid)).map_err(ioe("open user namespace"))?;
+                sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd()).map_err(ioe(format!("shift {}", b.source.display())))?;
+            }
             if b.readonly {
                 sys::mount_setattr_rdonly(tree.as_fd()).map_err(ioe("make mount read-only"))?;
             }

@@ -9,6 +9,7 @@
 //! the daemon to plug in network devices, pivots and execs init.
 //! Errors go back to the daemon as a FAILED message.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub(crate) struct Bind {
     pub readonly: bool,
     /// Create a file (not a directory) as mount point.
     pub file: bool,
+    /// Mount through the container's idmap (disk `shift`), so its ids appear unshifted.
+    pub shift: bool,
 }
 
 /// A cgroup filesystem to mount below /sys/fs/cgroup inside the container.
@@ -77,7 +80,7 @@ fn setup_inner(plan: &Plan, sock: &OwnedFd) -> R<()> {
         ctx(unshare(CloneFlags::CLONE_NEWUSER), || "unshare user namespace".into())?;
         ctx(msg::send(sock.as_fd(), msg::USERNS_READY, b"", None), || "handshake".into())?;
     }
-    let mapped = msg::expect(sock.as_fd(), msg::MAPPED)?;
+    let (mapped, bind_fds) = expect_mapped(sock)?;
     if plan.unprivileged {
         ctx(nix::unistd::setresgid(0.into(), 0.into(), 0.into()), || "setresgid".into())?;
         ctx(nix::unistd::setresuid(0.into(), 0.into(), 0.into()), || "setresuid".into())?;
@@ -91,14 +94,14 @@ fn setup_inner(plan: &Plan, sock: &OwnedFd) -> R<()> {
     ctx(unshare(flags), || "unshare namespaces".into())?;
     let pid = ctx(sys::clone_parent(), || "clone init".into())?;
     if pid == 0 {
-        run_init(plan, sock, mapped.fd)
+        run_init(plan, sock, mapped.fd, bind_fds)
     }
     ctx(msg::send(sock.as_fd(), msg::INIT_PID, pid.to_string().as_bytes(), None), || "handshake".into())
 }
 
 /// Process I (pid 1 of the container). Never returns.
-fn run_init(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>) -> ! {
-    let err = match init_inner(plan, sock, rootfs_mnt) {
+fn run_init(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>, bind_fds: BTreeMap<usize, OwnedFd>) -> ! {
+    let err = match init_inner(plan, sock, rootfs_mnt, bind_fds) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -181,7 +184,27 @@ fn bind(root: BorrowedFd<'_>, source: &Path, target: &Path, readonly: bool, file
     Ok(())
 }
 
-fn init_inner(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>) -> R<Never> {
+/// Waits for MAPPED, keeping the idmapped bind trees the daemon sends before it.
+fn expect_mapped(sock: &OwnedFd) -> R<(msg::Msg, BTreeMap<usize, OwnedFd>)> {
+    let mut fds = BTreeMap::new();
+    loop {
+        let m = ctx(msg::recv(sock.as_fd()), || "handshake".into())?;
+        if m.tag == Some(msg::BIND_FD) {
+            let i = String::from_utf8_lossy(&m.payload).parse::<usize>().map_err(|_| "handshake: bad bind index".to_string())?;
+            let fd = m.fd.ok_or_else(|| "handshake: bind without a mount".to_string())?;
+            fds.insert(i, fd);
+            continue;
+        }
+        return match m.tag {
+            Some(msg::MAPPED) => Ok((m, fds)),
+            Some(msg::FAILED) => Err(String::from_utf8_lossy(&m.payload).into_owned()),
+            Some(t) => Err(format!("handshake: unexpected message {:?}", t as char)),
+            None => Err("handshake: the daemon went away while waiting for the id maps".into()),
+        };
+    }
+}
+
+fn init_inner(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>, mut bind_fds: BTreeMap<usize, OwnedFd>) -> R<Never> {
     // Wait until the daemon has our pid (C reports it on the same socket).
     msg::expect(sock.as_fd(), msg::GO)?;
     mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)?;
@@ -218,8 +241,14 @@ fn init_inner(plan: &Plan, sock: &OwnedFd, rootfs_mnt: Option<OwnedFd>) -> R<Nev
     let shm = mountpoint(root, Path::new("dev/shm"), false)?;
     mnt(Some("tmpfs"), &fdpath(shm.as_fd()), Some("tmpfs"), nosuid, Some("mode=1777"))?;
     bind(root, &plan.console_slave, Path::new("dev/console"), false, true)?;
-    for b in &plan.binds {
-        bind(root, &b.source, &b.target, b.readonly, b.file)?;
+    for (i, b) in plan.binds.iter().enumerate() {
+        match bind_fds.remove(&i) {
+            Some(tree) => {
+                let t = mountpoint(root, &b.target, b.file)?;
+                ctx(sys::move_mount_to_fd(tree.as_fd(), t.as_fd()), || format!("attach shifted {}", b.target.display()))?;
+            }
+            None => bind(root, &b.source, &b.target, b.readonly, b.file)?,
+        }
     }
 
     // The daemon says GO once we are in the container's cgroups: the cgroup namespace

@@ -11,6 +11,8 @@ use nix::sys::socket::{
 /// Message tags.
 pub(crate) const USERNS_READY: u8 = b'U';
 pub(crate) const MAPPED: u8 = b'M';
+/// An idmapped detached mount for `plan.binds[payload]` (sent before MAPPED).
+pub(crate) const BIND_FD: u8 = b'B';
 pub(crate) const INIT_PID: u8 = b'P';
 pub(crate) const MOUNTED: u8 = b'N';
 pub(crate) const GO: u8 = b'G';

@@ -48,7 +48,7 @@ fn default_binds() -> Vec<super::init::Bind> {
         .iter()
         .map(std::path::PathBuf::from)
         .filter(|p| p.exists())
-        .map(|p| super::init::Bind { target: p.clone(), source: p, readonly: false, file: true })
+        .map(|p| super::init::Bind { target: p.clone(), source: p, readonly: false, file: true, shift: false })
         .collect()
 }
 
@@ -162,6 +162,18 @@ impl Container {
             // Prefer an idmapped mount (needs the rootfs unshifted on disk); otherwise
             // shift the rootfs once and report the shift so it is not repeated.
             let shifted = disk_idmap.as_ref().is_some_and(|m| !m.is_identity());
+            for (i, b) in plan.binds.iter().enumerate().filter(|(_, b)| b.shift) {
+                match rootfs::idmapped_mount(&b.source, userns.as_fd()) {
+                    Ok(tree) => {
+                        if b.readonly {
+                            sys::mount_setattr_rdonly(tree.as_fd()).map_err(super::ioe("make mount read-only"))?;
+                        }
+                        msg::send(ps, msg::BIND_FD, i.to_string().as_bytes(), Some(tree.as_raw_fd())).map_err(super::ioe("handshake"))?;
+                    }
+                    // A filesystem without idmapped mounts: a plain bind (ids show unmapped).
+                    Err(e) => tracing::warn!(source = %b.source.display(), "cannot shift disk through an idmapped mount: {e}"),
+                }
+            }
             match rootfs::idmapped_mount(&spec.rootfs, userns.as_fd()) {
                 Ok(fd) => {
                     if shifted {

@@ -94,6 +94,8 @@ impl Daemon {
                 let vol = Volume::in_project(VolumeType::Custom, &inst.project, &src);
                 let path = self.pool_driver(&pool)?.volume_path(&vol);
                 d.insert("source".into(), path.to_string_lossy().into_owned());
+                // Like LXD, a custom volume appears owned by the container's ids.
+                d.entry("shift".into()).or_insert_with(|| "true".into());
             }
         }
         let key = format!("{}_{}", inst.project, inst.name);
