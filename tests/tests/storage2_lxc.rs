@@ -113,6 +113,8 @@ fn drop_pool(d: &Daemon, pool: &str) {
 
 /// A backup holds the instance as it was when the backup was made: later writes, config
 /// changes and snapshots are not in its export; deleting it removes its frozen volume.
+/// The backup of a stopped instance is captured lazily: no copy until the first change
+/// through the API (so `lxc export` of an unchanged instance copies nothing).
 fn backup_is_frozen_at_creation(d: &Daemon, pool: &str, optimized: bool) {
     import_busybox(d);
     d.lxc_ok(&["init", "bb", "b1", "-s", pool]);
@@ -123,11 +125,16 @@ fn backup_is_frozen_at_creation(d: &Daemon, pool: &str, optimized: bool) {
     d.lxc_ok(&["config", "set", "b1", "user.mark", "at-backup"]);
     let r = d.req("POST", "/1.0/instances/b1/backups", Some(json!({"name": "frozen", "optimized_storage": optimized, "compression_algorithm": "gzip"})));
     d.wait_op(&r);
-    assert_eq!(backup_volumes(d, pool).len(), 1, "one frozen volume per backup");
-    // Everything after this must not show up in the backup.
-    std::fs::write(root.join("etc/hostname"), "after-backup\n").expect("write");
-    std::fs::write(root.join("etc/later"), "x").expect("write");
+    assert!(backup_volumes(d, pool).is_empty(), "a stopped instance's backup is not copied at creation");
+    // Everything after this must not show up in the backup; the first change freezes it.
+    let local = d.data_dir().join("after-backup");
+    std::fs::write(&local, "after-backup\n").expect("write");
+    d.lxc_ok(&["file", "push", local.to_str().unwrap_or_default(), "b1/etc/hostname"]);
+    assert_eq!(backup_volumes(d, pool).len(), 1, "frozen before the first change");
+    assert_eq!(read(&root.join("etc/hostname")), "after-backup\n");
+    d.lxc_ok(&["file", "push", local.to_str().unwrap_or_default(), "b1/etc/later"]);
     d.lxc_ok(&["config", "set", "b1", "user.mark", "after-backup"]);
+    assert_eq!(backup_volumes(d, pool).len(), 1, "one frozen volume per backup");
     d.lxc_ok(&["snapshot", "b1"]);
     d.lxc_ok(&["delete", "b1/snap0"]);
     let r = d.raw("GET", "/1.0/instances/b1/backups/frozen/export", &[], Vec::new());
@@ -147,7 +154,8 @@ fn backup_is_frozen_at_creation(d: &Daemon, pool: &str, optimized: bool) {
     assert!(backup_volumes(d, pool).is_empty(), "{:?}", backup_volumes(d, pool));
     let r = d.req("POST", "/1.0/instances/b1/backups", Some(json!({"name": "again"})));
     d.wait_op(&r);
-    assert_eq!(backup_volumes(d, pool).len(), 1);
+    d.lxc_ok(&["snapshot", "b1"]);
+    assert_eq!(backup_volumes(d, pool).len(), 1, "a snapshot freezes the pending backup");
     d.lxc_ok(&["delete", "b1"]);
     assert!(backup_volumes(d, pool).is_empty(), "deleting the instance removes its backups' volumes");
 }
@@ -469,6 +477,8 @@ fn expired_backups_go_with_their_copies() {
     d.wait_op(&r);
     let r = d.req("POST", "/1.0/storage-pools/default/volumes/custom/ev/backups", Some(json!({"name": "short", "expires_at": soon})));
     d.wait_op(&r);
+    // The instance's backups are captured at its first change (it is stopped).
+    d.lxc_ok(&["config", "set", "e1", "user.changed", "yes"]);
     let hidden = |kind: &str| -> usize {
         std::fs::read_dir(d.data_dir().join("storage-pools/default").join(kind))
             .map(|r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".backup-")).count())

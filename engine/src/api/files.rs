@@ -107,7 +107,9 @@ pub async fn route(mut ctx: Ctx, name: &str) -> Result<Reply> {
                 _ => return Err(Error::bad("Bad file write mode")),
             };
             let body = ctx.body(MAX_FILE).await?;
+            let (d, p, n) = (ctx.daemon.clone(), project.clone(), name.to_string());
             blocking(move || {
+                d.materialize_backups(&p, &n)?;
                 let f = inst.files().map_err(instance_error)?;
                 match kind.as_str() {
                     "" | "file" => f.write(&path, uid, gid, mode.unwrap_or(0o644), &body, append),
@@ -121,7 +123,12 @@ pub async fn route(mut ctx: Ctx, name: &str) -> Result<Reply> {
             Ok(Reply::Sync(json!({})))
         }
         Method::DELETE => {
-            blocking(move || inst.files().and_then(|f| f.delete(&path)).map_err(instance_error)).await?;
+            let (d, p, n) = (ctx.daemon.clone(), project.clone(), name.to_string());
+            blocking(move || {
+                d.materialize_backups(&p, &n)?;
+                inst.files().and_then(|f| f.delete(&path)).map_err(instance_error)
+            })
+            .await?;
             Ok(Reply::Sync(json!({})))
         }
         _ => Err(Error::NotImplemented),

@@ -1,13 +1,18 @@
-//! What a backup holds: at creation, the instance volume (with the snapshots the backup
-//! includes) is copied into a hidden volume of the same pool (a btrfs snapshot per
-//! subvolume, a reflink or plain copy on dir), and the instance and snapshot records are
-//! frozen in the backup record. Export streams the tarball from that frozen volume, so
-//! its content is the creation-time state and no second copy is staged while exporting.
-//! Deleting or expiring the backup, or deleting its instance, removes the volume.
+//! What a backup holds: the instance volume (with the snapshots the backup includes) and
+//! its records as they were at creation. A running instance is copied at creation into a
+//! hidden volume of the same pool (a btrfs snapshot per subvolume, a reflink or plain copy
+//! on dir). A stopped one is captured lazily: the instance itself holds the creation-time
+//! state until something is about to change it (start, file writes, config, snapshots,
+//! restore, rename, refresh, pool move), and that path freezes the backup first
+//! (`materialize_backups`). Export streams the tarball from whichever holds it, so
+//! `lxc export` of a stopped instance writes no copy at all. Deleting or expiring the
+//! backup, or deleting its instance, removes the hidden volume.
 
 use serde::{Deserialize, Serialize};
 
+use super::backups::BackupRecord;
 use super::{instance_volume, Daemon, SnapshotRecord};
+use crate::db::tables;
 use crate::error::Result;
 use crate::model::InstanceRecord;
 use crate::storage::drivers::CopySource;
@@ -44,6 +49,42 @@ impl Daemon {
         let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
         driver.copy_volume(&dst, &CopySource { volume: &src, snapshot: None, snapshots: &names })?;
         Ok(Captured { pool: pool.to_string(), volume: name, instance: inst.clone(), snapshots: snaps })
+    }
+
+    /// Freezes every lazily captured backup of the instance into a hidden volume. A backup
+    /// of a stopped instance is left uncaptured at creation (the instance itself holds
+    /// the creation-time state while nothing changes it); every path that is about to
+    /// change the instance's volume, records or snapshots calls this first.
+    pub fn materialize_backups(&self, project: &str, instance: &str) -> Result<()> {
+        let pending: Vec<BackupRecord> =
+            self.model().backups_of(project, instance).into_iter().filter(|b| b.captured.is_none()).cloned().collect();
+        for mut rec in pending {
+            let (inst, snaps, pool) = {
+                let m = self.model();
+                let Some(inst) = m.instance(project, instance).cloned() else { return Ok(()) };
+                let snaps: Vec<SnapshotRecord> =
+                    if rec.instance_only { Vec::new() } else { m.snapshots_of(project, instance).into_iter().cloned().collect() };
+                let pool = m.root_pool(&inst)?;
+                (inst, snaps, pool)
+            };
+            rec.captured = Some(self.capture_backup(&pool, &inst, snaps)?);
+            let key = rec.key();
+            let mut tx = self.txn();
+            let pending = tx.model().backups.get(&key).is_some_and(|b| b.captured.is_none());
+            let res = if pending {
+                tx.commit(|db| db.put(&tables::BACKUPS, &key, &rec), |m| {
+                    m.backups.insert(key.clone(), rec.clone());
+                })
+            } else {
+                Ok(()) // deleted or captured meanwhile
+            };
+            drop(tx);
+            if !pending || res.is_err() {
+                self.drop_captured(rec.captured.as_ref());
+            }
+            res?;
+        }
+        Ok(())
     }
 
     /// Removes a backup's hidden volume (logged, not fatal: the record is already gone).

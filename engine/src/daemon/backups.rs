@@ -98,7 +98,13 @@ impl Daemon {
     /// Creates a backup: freezes the instance's volume (and its snapshots unless
     /// `instance_only`) into a hidden volume, outside the write lock, then records it.
     /// Returns its name.
-    pub fn create_backup(&self, project: &str, instance: &str, mut rec: BackupRecord) -> Result<String> {
+    pub fn create_backup(&self, project: &str, instance: &str, rec: BackupRecord) -> Result<String> {
+        // Under the instance's action lock, so it cannot start between "stopped" and the
+        // record of a lazily captured backup.
+        self.with_action_lock(project, instance, || self.create_backup_locked(project, instance, rec))
+    }
+
+    fn create_backup_locked(&self, project: &str, instance: &str, mut rec: BackupRecord) -> Result<String> {
         let (inst, snaps, pool) = {
             let m = self.model();
             let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
@@ -125,7 +131,10 @@ impl Daemon {
         }
         rec.instance = instance.to_string();
         rec.project = project.to_string();
-        rec.captured = Some(self.capture_backup(&pool, &inst, snaps)?);
+        // A stopped instance is captured lazily (see `materialize_backups`): `lxc export`
+        // then streams straight from the instance, writing no copy at all.
+        let stopped = self.model().power(project, instance) == super::PowerState::Stopped;
+        rec.captured = if stopped { None } else { Some(self.capture_backup(&pool, &inst, snaps)?) };
         let key = rec.key();
         let mut tx = self.txn();
         let clash = {

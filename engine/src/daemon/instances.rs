@@ -217,6 +217,7 @@ impl Daemon {
 
     /// Replaces an instance's writable fields. Volatile keys absent from the request are kept.
     pub fn update_instance(&self, project: &str, name: &str, upd: InstanceUpdate) -> Result<()> {
+        self.materialize_backups(project, name)?;
         let mut tx = self.txn();
         let m = tx.model();
         let old = m
@@ -311,6 +312,7 @@ impl Daemon {
     /// Renames a stopped instance.
     pub fn rename_instance(&self, project: &str, name: &str, new: &str) -> Result<()> {
         config::valid_instance_name(new)?;
+        self.materialize_backups(project, name)?;
         let mut tx = self.txn();
         let m = tx.model();
         let mut inst = m

@@ -100,6 +100,7 @@ impl Daemon {
     /// Target snapshots the source lacks (or has with another creation date) are deleted,
     /// source snapshots the target lacks are brought over, and the volume is re-synced.
     pub fn refresh_instance(&self, project: &str, target: &str, source: &str, instance_only: bool) -> Result<()> {
+        self.materialize_backups(project, target)?;
         let mut tx = self.txn();
         let m = tx.model();
         let src = m.instance(project, source).cloned().ok_or_else(|| Error::not_found(format!("Instance \"{source}\" not found")))?;
@@ -162,6 +163,7 @@ impl Daemon {
     /// `pool`, under `new_name`; the old volume goes once the records point at the new one.
     pub fn move_instance_pool(&self, project: &str, name: &str, new_name: &str, pool: &str, instance_only: bool) -> Result<()> {
         config::valid_instance_name(new_name)?;
+        self.materialize_backups(project, name)?;
         let mut tx = self.txn();
         let m = tx.model();
         let old = m.instance(project, name).cloned().ok_or_else(|| Error::not_found(format!("Instance \"{name}\" not found")))?;

@@ -174,6 +174,13 @@ impl Daemon {
     }
 
     /// Starts an instance.
+    /// Runs `f` while no lifecycle action (start, stop, ...) of the instance runs.
+    pub(super) fn with_action_lock<R>(&self, project: &str, name: &str, f: impl FnOnce() -> R) -> R {
+        let l = self.runtime.action_lock(&scoped_key(project, name));
+        let _g = lock(&l);
+        f()
+    }
+
     pub fn start_instance(self: &Arc<Self>, project: &str, name: &str) -> Result<()> {
         let key = scoped_key(project, name);
         let l = self.runtime.action_lock(&key);
@@ -187,6 +194,7 @@ impl Daemon {
         if self.instance_runtime(project, name)?.is_running() {
             return Err(Error::bad("The instance is already running"));
         }
+        self.materialize_backups(project, name)?;
         self.lifecycle_hook(Hook::PreStart, &rec)?;
         // Reload: the config may have changed since the last start.
         let inst = self.load_instance(&rec)?;

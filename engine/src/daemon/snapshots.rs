@@ -117,6 +117,7 @@ impl Daemon {
     /// Takes a snapshot. `name` None uses `snapshots.pattern`; `expires_at` None applies
     /// `snapshots.expiry` (Some(None) means "never").
     pub fn create_snapshot(&self, project: &str, instance: &str, name: Option<&str>, expires_at: Option<Option<DateTime<Utc>>>) -> Result<String> {
+        self.materialize_backups(project, instance)?;
         let mut tx = self.txn();
         let m = tx.model();
         let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
@@ -160,6 +161,7 @@ impl Daemon {
 
     /// Deletes a snapshot.
     pub fn delete_snapshot(&self, project: &str, instance: &str, snap: &str) -> Result<()> {
+        self.materialize_backups(project, instance)?;
         let mut tx = self.txn();
         let m = tx.model();
         let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
@@ -182,6 +184,7 @@ impl Daemon {
     /// Renames a snapshot.
     pub fn rename_snapshot(&self, project: &str, instance: &str, snap: &str, new: &str) -> Result<()> {
         valid_snapshot_name(new)?;
+        self.materialize_backups(project, instance)?;
         let mut tx = self.txn();
         let m = tx.model();
         let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
@@ -217,6 +220,7 @@ impl Daemon {
 
     /// Sets a snapshot's expiry (and description).
     pub fn update_snapshot(&self, project: &str, instance: &str, snap: &str, expires_at: Option<DateTime<Utc>>, description: Option<String>) -> Result<()> {
+        self.materialize_backups(project, instance)?;
         let mut tx = self.txn();
         let mut rec = tx.model().snapshot(project, instance, snap).cloned().ok_or_else(|| Error::not_found("Snapshot not found"))?;
         rec.expires_at = expires_at;
@@ -234,6 +238,7 @@ impl Daemon {
     /// Restores an instance from a snapshot: its volume and its config, devices and
     /// profiles (volatile keys of the instance are kept, as LXD does).
     pub fn restore_snapshot(&self, project: &str, instance: &str, snap: &str) -> Result<()> {
+        self.materialize_backups(project, instance)?;
         let mut tx = self.txn();
         let m = tx.model();
         let mut inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
