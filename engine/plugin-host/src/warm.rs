@@ -101,8 +101,9 @@ const MAX_DISCARDS: usize = 16;
 pub(crate) enum Job {
     /// Top up this pool to [`READY`] instances.
     Refill(Weak<Warm>),
-    /// Drop a used store (returning its pool slot) off the request path.
-    Discard(Box<Store<CallState>>),
+    /// Drop a used store (returning its pool slot) off the request path, then
+    /// top up the pool it came from (one wake-up of the thread per call).
+    Discard(Box<Store<CallState>>, Weak<Warm>),
 }
 
 /// The ready instances of one plugin with one settings version.
@@ -135,11 +136,13 @@ impl Warm {
         warm
     }
 
-    /// A ready instance if there is one; either way the pool is topped up in
-    /// the background afterwards.
+    /// A ready instance if there is one. An empty pool asks for a refill now;
+    /// otherwise [`Warm::discard`] tops it up after the call.
     pub fn take(self: &Arc<Self>) -> Option<Fresh> {
         let fresh = self.ready.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        self.request_refill();
+        if fresh.is_none() {
+            self.request_refill();
+        }
         fresh
     }
 
@@ -151,14 +154,16 @@ impl Warm {
         }
     }
 
-    /// Drops `store` on the background thread, unless too many are queued.
-    pub fn discard(&self, store: Store<CallState>) {
+    /// Drops `store` on the background thread (unless too many are queued),
+    /// which then tops up this pool.
+    pub fn discard(self: &Arc<Self>, store: Store<CallState>) {
         if self.gate.discards.fetch_add(1, Ordering::AcqRel) >= MAX_DISCARDS {
             self.gate.discards.fetch_sub(1, Ordering::AcqRel);
             drop(store);
+            self.request_refill();
             return;
         }
-        if let Err(e) = self.jobs.send(Job::Discard(Box::new(store))) {
+        if let Err(e) = self.jobs.send(Job::Discard(Box::new(store), Arc::downgrade(self))) {
             self.gate.discards.fetch_sub(1, Ordering::AcqRel);
             drop(e);
         }
@@ -191,9 +196,12 @@ pub(crate) fn start(engine: Engine, gate: Arc<Gate>) -> std::io::Result<Sender<J
                         w.refill(&engine, &gate);
                     }
                 }
-                Job::Discard(store) => {
+                Job::Discard(store, w) => {
                     drop(store);
                     gate.discards.fetch_sub(1, Ordering::AcqRel);
+                    if let Some(w) = w.upgrade() {
+                        w.refill(&engine, &gate);
+                    }
                 }
             }
         }
