@@ -54,8 +54,10 @@ pub(crate) fn strategy(instances: u32) -> InstanceAllocationStrategy {
     p.total_component_instances(instances)
         .total_core_instances(cores)
         .max_core_instances_per_component(CORE_PER_COMPONENT)
-        // Most core modules have no memory (shims) and one table.
-        .total_memories(instances.saturating_mul(2))
+        // A plugin component has one memory (its shims have none) and a few
+        // tables. Each memory slot reserves 4 GiB + guard of address space (not
+        // memory): 1000 slots are ~4 TiB of the 128 TiB a process can map.
+        .total_memories(instances)
         .total_tables(instances.saturating_mul(4))
         .max_memories_per_module(MEMORIES_PER_MODULE)
         .max_tables_per_module(TABLES_PER_MODULE)
