@@ -72,6 +72,8 @@ pub struct PluginHost {
     ticker: crate::ticker::Ticker,
     /// The pre-instantiation thread's queue.
     jobs: std::sync::mpsc::Sender<crate::warm::Job>,
+    /// Plugin calls in flight (the pre-instantiation thread waits for a lull).
+    gate: Arc<crate::warm::Gate>,
 }
 
 impl PluginHost {
@@ -81,17 +83,32 @@ impl PluginHost {
     }
 
     /// A host whose plugins query `queries` and whose plugin log lines also
-    /// go to `log_sink`.
+    /// go to `log_sink`, with room for [`DEFAULT_INSTANCES`](crate::DEFAULT_INSTANCES)
+    /// plugin instances alive at once.
     pub fn with(
         cache_dir: &Path,
         queries: Arc<dyn HostQueries>,
         log_sink: Option<LogSink>,
+    ) -> Result<Self, PluginError> {
+        Self::with_capacity(cache_dir, queries, log_sink, crate::pool::DEFAULT_INSTANCES)
+    }
+
+    /// [`PluginHost::with`] with a pool of `instances` slots: ready instances
+    /// (2 per plugin) plus calls in flight. A call that finds the pool full
+    /// fails ("plugin instance pool exhausted"), i.e. is refused unless the
+    /// plugin is fail-open.
+    pub fn with_capacity(
+        cache_dir: &Path,
+        queries: Arc<dyn HostQueries>,
+        log_sink: Option<LogSink>,
+        instances: u32,
     ) -> Result<Self, PluginError> {
         let engine_err = |e: wasmtime::Error| PluginError::Engine {
             reason: format!("{e:#}"),
         };
         let mut config = Config::new();
         config.epoch_interruption(true);
+        crate::pool::configure(&mut config, instances);
         let engine = Engine::new(&config).map_err(engine_err)?;
         let cache = Cache::new(cache_dir, &engine)?;
         let mut linker = Linker::new(&engine);
@@ -106,11 +123,13 @@ impl PluginHost {
         let ticker = crate::ticker::Ticker::start(engine.clone()).map_err(|e| PluginError::Engine {
             reason: format!("cannot start epoch thread: {e}"),
         })?;
-        let jobs = crate::warm::start(engine.clone()).map_err(|e| PluginError::Engine {
+        let gate = crate::warm::Gate::new();
+        let jobs = crate::warm::start(engine.clone(), gate.clone()).map_err(|e| PluginError::Engine {
             reason: format!("cannot start pre-instantiation thread: {e}"),
         })?;
         Ok(PluginHost {
             jobs,
+            gate,
             engine,
             linker,
             cache,
@@ -233,12 +252,13 @@ impl PluginHost {
             .find(|e| e.name() == name)
             .map(|e| e.stats.clone())
             .unwrap_or_else(|| Arc::new(Stats::default()));
-        let warm = Warm::new(compiled.pre.clone(), ctx.clone(), self.jobs.clone());
+        let warm = Warm::new(compiled.pre.clone(), ctx.clone(), self.jobs.clone(), self.gate.clone());
         let entry = Entry {
             compiled,
             ctx,
             stats,
             warm,
+            gate: self.gate.clone(),
         };
         let info = info(&entry);
         self.replace(&current, name, Some(entry));
@@ -338,7 +358,8 @@ impl PluginHost {
         let ctx = self.context(name, settings);
         let entry = Entry {
             compiled: old.compiled.clone(),
-            warm: Warm::new(old.compiled.pre.clone(), ctx.clone(), self.jobs.clone()),
+            warm: Warm::new(old.compiled.pre.clone(), ctx.clone(), self.jobs.clone(), self.gate.clone()),
+            gate: self.gate.clone(),
             ctx,
             stats: old.stats.clone(),
         };

@@ -8,7 +8,8 @@
 //!
 //! Guarantees:
 //! * every call runs in a fresh `Store` instantiated from a pre-linked
-//!   `InstancePre`: no state survives between calls;
+//!   `InstancePre`: no state survives between calls (instances come from
+//!   wasmtime's pooling allocator, whose slots are reset before reuse);
 //! * each call is bounded in time (epoch interruption, default 50 ms), memory
 //!   (default 32 MiB), tables and instances, and in what the host accepts
 //!   back (log lines, violations, patch keys, stderr);
@@ -35,6 +36,7 @@ mod inspect;
 mod needs;
 mod pipe;
 mod plugin;
+mod pool;
 mod settings;
 mod state;
 mod ticker;
@@ -46,6 +48,7 @@ pub use dispatch::{HookReport, InstanceOp, InstanceRequest, Outcome};
 pub use error::{Failure, FailureKind, PluginError, Rejection};
 pub use host::{PluginHost, PluginInfo};
 pub use inspect::{Capability, API_VERSION};
+pub use pool::DEFAULT_INSTANCES;
 pub use settings::{DirGrant, FailurePolicy, Grants, Limits, PluginSettings};
 pub use state::{LogRecord, LogSink};
 pub use types::{

@@ -63,6 +63,8 @@ pub(crate) struct Entry {
     pub stats: Arc<Stats>,
     /// Fresh instances made ahead of time.
     pub warm: Arc<crate::warm::Warm>,
+    /// Calls in flight, host-wide (the pre-instantiation thread waits for a lull).
+    pub gate: Arc<crate::warm::Gate>,
 }
 
 impl Entry {
@@ -85,8 +87,10 @@ impl Entry {
         f: impl FnOnce(&mut Store<CallState>, &Instance, &Compiled) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        // A ready instance, else a fresh one made now; either way the used Store is
-        // dropped on the background thread (unmapping it is not the caller's cost).
+        let _in_flight = self.gate.enter();
+        // A ready instance, else a fresh one made now; the used Store is dropped
+        // on the background thread (resetting its pool slot is not the caller's
+        // cost), or here when too many wait already.
         let fresh = match self.warm.take() {
             Some(fresh) => Some(fresh),
             None => instantiate(engine, &self.compiled.pre, &self.ctx).ok(),
@@ -224,6 +228,11 @@ fn classify(
     if let Some(message) = &state.panic_message {
         return FailureKind::Panic {
             message: message.clone(),
+        };
+    }
+    if crate::pool::exhausted(err) {
+        return FailureKind::Instantiate {
+            message: format!("plugin instance pool exhausted (too many plugin instances alive at once): {:#}", err.root_cause()),
         };
     }
     let message = crate::convert::truncate(format!("{:#}", err.root_cause()), 2048);

@@ -7,6 +7,8 @@
 use berth_sdk::prelude::*;
 use regex_lite::Regex;
 
+mod simple;
+
 struct NamePolicy;
 
 impl Plugin for NamePolicy {
@@ -24,6 +26,15 @@ fn check(instance: &InstanceView) -> Verdict {
     let Some(pattern) = config.value(&key).or_else(|| config.value("default")) else {
         return Verdict::Allow;
     };
+    // Common patterns (classes, literals, counts) are matched without building a
+    // regex, which would otherwise be compiled on every call.
+    if let Some(simple) = simple::Simple::parse(pattern) {
+        return if simple.is_match(&instance.name) {
+            Verdict::Allow
+        } else {
+            Verdict::deny("name", format!("name {:?} does not match {pattern:?}", instance.name))
+        };
+    }
     match Regex::new(&format!("^(?:{pattern})$")) {
         Ok(re) if re.is_match(&instance.name) => Verdict::Allow,
         Ok(_) => Verdict::deny(

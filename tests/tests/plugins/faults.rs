@@ -411,3 +411,28 @@ fn host_survives_repeated_faults() {
     assert_eq!(report.failures.len(), 2);
     assert_eq!(h.host.get("boom").unwrap().failures, 51);
 }
+
+/// A full instance pool refuses (never allows) with a clear error, and the host
+/// serves again once slots are free.
+#[test]
+fn exhausted_instance_pool_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two slots: plugin "a"'s two ready instances take both.
+    let host = PluginHost::with_capacity(dir.path(), std::sync::Arc::new(NoQueries), None, 2).unwrap();
+    let limits = std::fs::read(wasm::REQUIRE_LIMITS).unwrap();
+    host.install("a", &limits, PluginSettings::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let err = host
+        .install("b", &limits, PluginSettings::default())
+        .expect_err("no slot left for b's trial call");
+    assert!(err.to_string().contains("plugin instance pool exhausted"), "{err}");
+    assert!(host.get("b").is_none());
+    // "a" itself still answers (from its ready instances), and still denies.
+    let req = InstanceRequest { op: InstanceOp::Create, view: instance("default", "c1", &[]) };
+    let r = host.validate_instance(&req);
+    assert!(matches!(r, Err(Rejection::Denied { .. })), "{r:?}");
+    // Without "a" the slots come back.
+    host.remove("a").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    host.install("b", &limits, PluginSettings::default()).unwrap();
+}
