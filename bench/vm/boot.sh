@@ -44,6 +44,8 @@ mkdir -p "$VOL/boot"
 cp "$IMG/vmlinuz" "$VOL/boot/vmlinuz"
 cp "$IMG/initrd.img" "$VOL/boot/initrd.img"
 cp "$IMG/root.qcow2" "$VOL/root.img"
+# The image's kernel command line (as boot/cmdline of an imported image); both sides use it.
+[ -n "${CMDLINE:-}" ] && echo "$CMDLINE" > "$VOL/boot/cmdline"
 
 # Warm-up boot (page cache, accelerator probe); capture berthd's QEMU command line.
 lxc start v1
