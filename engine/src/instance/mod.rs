@@ -127,6 +127,22 @@ pub struct State {
     pub network: BTreeMap<String, NetInterface>,
 }
 
+impl State {
+    /// The state of an instance that is not running.
+    pub fn stopped() -> State {
+        State {
+            status: Status::Stopped,
+            pid: 0,
+            processes: 0,
+            memory_usage: 0,
+            memory_peak: 0,
+            cpu_usage_ns: 0,
+            disk: BTreeMap::new(),
+            network: BTreeMap::new(),
+        }
+    }
+}
+
 /// What to run in `exec`.
 #[derive(Debug, Clone, Default)]
 pub struct ExecArgs {

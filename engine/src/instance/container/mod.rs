@@ -232,16 +232,7 @@ impl Instance for ContainerInstance {
 
     fn state(&self) -> Result<State, Error> {
         let Ok(ct) = self.running() else {
-            return Ok(State {
-                status: Status::Stopped,
-                pid: 0,
-                processes: 0,
-                memory_usage: 0,
-                memory_peak: 0,
-                cpu_usage_ns: 0,
-                disk: BTreeMap::new(),
-                network: BTreeMap::new(),
-            });
+            return Ok(State::stopped());
         };
         let s = ct.state().map_err(rt_err("Failed to read container state"))?;
         Ok(State {

@@ -303,16 +303,7 @@ impl Instance for VmInstance {
 
     fn state(&self) -> Result<State, Error> {
         let Ok(m) = self.running() else {
-            return Ok(State {
-                status: Status::Stopped,
-                pid: 0,
-                processes: 0,
-                memory_usage: 0,
-                memory_peak: 0,
-                cpu_usage_ns: 0,
-                disk: BTreeMap::new(),
-                network: BTreeMap::new(),
-            });
+            return Ok(State::stopped());
         };
         let s = m.state().map_err(m_err("Failed to read VM state"))?;
         let status = match (s.running, s.status.as_str()) {
