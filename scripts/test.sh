@@ -21,6 +21,9 @@ else
     cargo test --workspace --no-fail-fast || status=1
 fi
 
+echo "== first-party plugin unit tests (host target; plugins/ builds for wasm32-wasip2 by default)"
+(cd "$root/plugins" && cargo test -p name-policy --target "$(rustc -vV | sed -n 's/^host: //p')") || status=1
+
 echo "== pylxd 2.4.2 integration suite"
 BERTHD="$root/target/debug/berthd" "$root/tests/pylxd/run.sh" || status=1
 
