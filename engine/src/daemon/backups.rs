@@ -94,6 +94,26 @@ impl Model {
     }
 }
 
+/// The name a new backup gets (`backup%d` when empty), checked against the existing ones,
+/// with its compression checked too (instance and custom-volume backups alike).
+pub(super) fn checked_backup_name(name: &str, compression: &str, existing: &[String]) -> Result<String> {
+    let name = if name.is_empty() {
+        snapshot_rules::next_snapshot_name("backup%d", existing).map_err(|e| Error::bad(e.to_string()))?
+    } else {
+        name.to_string()
+    };
+    if name.contains('/') {
+        return Err(Error::bad("Backup names may not contain slashes"));
+    }
+    if existing.contains(&name) {
+        return Err(Error::conflict(format!("Backup \"{name}\" already exists")));
+    }
+    if Compression::parse(compression).is_none() {
+        return Err(Error::bad(format!("Unsupported compression algorithm \"{compression}\"")));
+    }
+    Ok(name)
+}
+
 impl Daemon {
     /// Creates a backup: freezes the instance's volume (and its snapshots unless
     /// `instance_only`) into a hidden volume, outside the write lock, then records it.
@@ -109,18 +129,7 @@ impl Daemon {
             let m = self.model();
             let inst = m.instance(project, instance).cloned().ok_or_else(|| Error::not_found("Instance not found"))?;
             let existing: Vec<String> = m.backups_of(project, instance).iter().map(|b| b.name.clone()).collect();
-            if rec.name.is_empty() {
-                rec.name = snapshot_rules::next_snapshot_name("backup%d", &existing).map_err(|e| Error::bad(e.to_string()))?;
-            }
-            if rec.name.contains('/') {
-                return Err(Error::bad("Backup names may not contain slashes"));
-            }
-            if existing.contains(&rec.name) {
-                return Err(Error::conflict(format!("Backup \"{}\" already exists", rec.name)));
-            }
-            if Compression::parse(&rec.compression).is_none() {
-                return Err(Error::bad(format!("Unsupported compression algorithm \"{}\"", rec.compression)));
-            }
+            rec.name = checked_backup_name(&rec.name, &rec.compression, &existing)?;
             let snaps: Vec<SnapshotRecord> =
                 if rec.instance_only { Vec::new() } else { m.snapshots_of(project, instance).into_iter().cloned().collect() };
             let pool = m.root_pool(&inst)?;

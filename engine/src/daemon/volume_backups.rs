@@ -9,12 +9,12 @@ use std::io::{Read, Write};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::backups::checked_backup_name;
 use super::{volume_key, Daemon, Model, VolumeRecord};
 use crate::backup::{self, ExportRequest, ImportRequest};
 use crate::db::tables;
 use crate::error::{Error, Result};
 use crate::image::Compression;
-use crate::snapshot_rules;
 use crate::storage::drivers::CopySource;
 use crate::storage::{Volume, VolumeType};
 
@@ -88,18 +88,7 @@ impl Daemon {
                 .cloned()
                 .ok_or_else(|| Error::not_found("Storage volume not found"))?;
             let existing: Vec<String> = m.volume_backups_of(&rec.pool, &rec.project, &rec.volume).iter().map(|b| b.name.clone()).collect();
-            if rec.name.is_empty() {
-                rec.name = snapshot_rules::next_snapshot_name("backup%d", &existing).map_err(|e| Error::bad(e.to_string()))?;
-            }
-            if rec.name.contains('/') {
-                return Err(Error::bad("Backup names may not contain slashes"));
-            }
-            if existing.contains(&rec.name) {
-                return Err(Error::conflict(format!("Backup \"{}\" already exists", rec.name)));
-            }
-            if Compression::parse(&rec.compression).is_none() {
-                return Err(Error::bad(format!("Unsupported compression algorithm \"{}\"", rec.compression)));
-            }
+            rec.name = checked_backup_name(&rec.name, &rec.compression, &existing)?;
             let snaps = if rec.volume_only { Vec::new() } else { m.volume_snapshots(&rec.pool, &rec.project, &rec.volume).into_iter().cloned().collect() };
             std::iter::once(vol).chain(snaps).collect::<Vec<_>>()
         };
