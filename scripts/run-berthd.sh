@@ -6,4 +6,4 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup-host.sh"
 cargo build --release --manifest-path "$root/Cargo.toml" -p berth-engine --bins
-exec "$root/target/release/berthd" "$@"
+exec "${CARGO_TARGET_DIR:-$root/target}/release/berthd" "$@"
