@@ -38,6 +38,25 @@ fn root_unprivileged_start_exec_stop() {
     let bad = berth_engine::container::ExecRequest { command: vec!["no-such-command".into()], ..Default::default() };
     let e = ct.exec(&bad).unwrap_err();
     assert!(e.to_string().contains("No such file"), "{e}");
+    // A uid outside the container's map fails in the spawned child and says so; the
+    // failed child is reaped (no zombie left among the daemon's children).
+    let unmapped = berth_engine::container::ExecRequest { command: vec!["true".into()], uid: 70000, ..Default::default() };
+    let e = ct.exec(&unmapped).unwrap_err();
+    assert!(e.to_string().contains("setuid 70000"), "{e}");
+    let zombies = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'))))
+        .count();
+    assert_eq!(zombies, 0, "zombie children after a failed exec");
+    // The requested cwd, or / when it cannot be entered.
+    for (cwd, want) in [("/etc", "/etc"), ("/no-such-dir", "/")] {
+        let req = berth_engine::container::ExecRequest { command: vec!["pwd".into()], cwd: cwd.into(), ..Default::default() };
+        let (_, out, _) = finish(ct.exec(&req).unwrap());
+        assert_eq!(out.trim(), want);
+    }
 
     // Init is in the container's cgroups, and its cgroup namespace is rooted there
     // (it enters the namespace only after the daemon moved it).

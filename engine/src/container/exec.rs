@@ -4,9 +4,10 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{ioe, msg, Container, Error};
+use super::{ioe, spawn, Container, Error};
 use crate::sys;
 
 /// What to run.
@@ -106,24 +107,10 @@ const NS_ORDER: &[(&str, i32)] = &[
     ("mnt", libc::CLONE_NEWNS),
 ];
 
-/// The child's stdio: either a pty slave or three pipe ends.
+/// The child's stdio: either a pty slave or three pipe ends (kept open until spawned).
 enum ChildIo {
     Pty(OwnedFd),
     Pipes(OwnedFd, OwnedFd, OwnedFd),
-}
-
-struct ExecPlan {
-    ns: Vec<(OwnedFd, i32)>,
-    userns: Option<OwnedFd>,
-    procs: Vec<std::path::PathBuf>,
-    io: ChildIo,
-    argv: Vec<CString>,
-    env: Vec<CString>,
-    path_dirs: Vec<String>,
-    uid: u32,
-    gid: u32,
-    cwd: CString,
-    seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 impl Container {
@@ -157,7 +144,7 @@ impl Container {
                 env.push((k.into(), v.into()));
             }
         }
-        let path_dirs = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.split(':').map(str::to_string).collect()).unwrap_or_default();
+        let path_dirs: Vec<String> = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.split(':').map(str::to_string).collect()).unwrap_or_default();
         let cs = |s: &str| CString::new(s).map_err(|_| Error::Invalid(format!("NUL byte in {s:?}")));
         let mut parent_side = (None, None, None, None);
         let io = if req.interactive {
@@ -171,14 +158,30 @@ impl Container {
             parent_side = (Some(iw), Some(or), Some(er), None);
             ChildIo::Pipes(ir, ow, ew)
         };
-        let plan = ExecPlan {
-            ns,
-            userns,
-            procs: self.rt.cgroup.procs_files(),
-            io,
-            argv: req.command.iter().map(|a| cs(a)).collect::<Result<_, _>>()?,
-            env: env.iter().map(|(k, v)| cs(&format!("{k}={v}"))).collect::<Result<_, _>>()?,
-            path_dirs,
+        let mut ns_raw: Vec<(i32, i32)> = ns.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+        if let Some(u) = &userns {
+            ns_raw.push((u.as_raw_fd(), libc::CLONE_NEWUSER));
+        }
+        let argv: Vec<CString> = req.command.iter().map(|a| cs(a)).collect::<Result<_, _>>()?;
+        let arg0 = argv[0].as_bytes();
+        let candidates: Vec<CString> = if arg0.contains(&b'/') {
+            vec![argv[0].clone()]
+        } else {
+            path_dirs.iter().filter_map(|d| CString::new([d.as_bytes(), b"/", arg0].concat()).ok()).collect()
+        };
+        let plan = spawn::Plan {
+            procs: self
+                .rt
+                .cgroup
+                .procs_files()
+                .iter()
+                .map(|p| CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL byte in cgroup path".into())))
+                .collect::<Result<_, _>>()?,
+            ns: ns_raw,
+            stdio: match &io {
+                ChildIo::Pty(s) => spawn::Stdio::Pty(s.as_raw_fd()),
+                ChildIo::Pipes(i, o, e) => spawn::Stdio::Pipes(i.as_raw_fd(), o.as_raw_fd(), e.as_raw_fd()),
+            },
             uid: req.uid,
             gid: req.gid,
             cwd: cs(&req.cwd)?,
@@ -187,26 +190,17 @@ impl Container {
                 (None, Some(f)) => Some(super::seccomp::program_with(f.deny_default, f.deny_compat)),
                 (None, None) => None,
             },
+            candidates,
+            argv,
+            env: env.iter().map(|(k, v)| cs(&format!("{k}={v}"))).collect::<Result<_, _>>()?,
         };
-        let (psock, csock) = msg::pair().map_err(ioe("socketpair"))?;
-        let c = sys::fork().map_err(ioe("fork"))?;
-        if c == 0 {
-            drop(psock);
-            child(&plan, csock);
-        }
-        drop(csock);
-        drop(plan);
-        let r = msg::expect(psock.as_fd(), msg::INIT_PID);
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(c), None);
-        let m = r.map_err(Error::Setup)?;
-        let epid: i32 = String::from_utf8_lossy(&m.payload).parse().map_err(|_| Error::Setup("bad exec pid".into()))?;
+        let epid = match spawn::spawn(&plan) {
+            Ok(pid) => pid,
+            Err(spawn::SpawnError::Io(e)) => return Err(ioe("start exec process")(e)),
+            Err(spawn::SpawnError::Child(f)) => return Err(Error::Setup(f.message(&plan))),
+        };
+        drop(io);
         let pidfd = sys::pidfd_open(epid).map_err(ioe("pidfd_open exec"))?;
-        msg::send(psock.as_fd(), msg::GO, b"", None).map_err(ioe("exec handshake"))?;
-        let done = msg::recv(psock.as_fd()).map_err(ioe("exec handshake"))?;
-        if done.tag.is_some() {
-            let _ = sys::pidfd_reap(pidfd.as_fd(), false);
-            return Err(Error::Setup(String::from_utf8_lossy(&done.payload).into_owned()));
-        }
         Ok(Exec { pid: epid, pidfd, reaped: false.into(), stdin: parent_side.0, stdout: parent_side.1, stderr: parent_side.2, pty: parent_side.3 })
     }
 
@@ -239,90 +233,4 @@ impl Container {
         super::console::set_winsize(&master, req.width.max(1), req.height.max(1))?;
         Ok((master, slave))
     }
-}
-
-/// The forked setns process. Never returns.
-fn child(plan: &ExecPlan, sock: OwnedFd) -> ! {
-    let r = child_inner(plan, &sock);
-    if let Err(m) = r {
-        let _ = msg::send(sock.as_fd(), msg::FAILED, m.as_bytes(), None);
-        sys::exit_now(1);
-    }
-    sys::exit_now(0)
-}
-
-fn child_inner(plan: &ExecPlan, sock: &OwnedFd) -> Result<(), String> {
-    let me = std::process::id().to_string();
-    for f in &plan.procs {
-        std::fs::write(f, &me).map_err(|e| format!("join cgroup {}: {e}", f.display()))?;
-    }
-    for (fd, flag) in &plan.ns {
-        sys::setns(fd.as_fd(), *flag).map_err(|e| format!("setns {flag:#x}: {e}"))?;
-    }
-    if let Some(u) = &plan.userns {
-        sys::setns(u.as_fd(), libc::CLONE_NEWUSER).map_err(|e| format!("setns user: {e}"))?;
-    }
-    let pid = sys::clone_parent().map_err(|e| format!("clone: {e}"))?;
-    if pid == 0 {
-        let r = msg::expect(sock.as_fd(), msg::GO).and_then(|_| run(plan));
-        let e = match r {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
-        let _ = msg::send(sock.as_fd(), msg::FAILED, e.as_bytes(), None);
-        sys::exit_now(127);
-    }
-    msg::send(sock.as_fd(), msg::INIT_PID, pid.to_string().as_bytes(), None).map_err(|e| e.to_string())
-}
-
-enum Never {}
-
-fn run(plan: &ExecPlan) -> Result<Never, String> {
-    // SAFETY: plain syscalls on descriptors owned by this process.
-    unsafe {
-        match &plan.io {
-            ChildIo::Pty(s) => {
-                libc::setsid();
-                libc::ioctl(s.as_raw_fd(), libc::TIOCSCTTY, 0);
-                for t in 0..3 {
-                    libc::dup2(s.as_raw_fd(), t);
-                }
-            }
-            ChildIo::Pipes(i, o, e) => {
-                libc::dup2(i.as_raw_fd(), 0);
-                libc::dup2(o.as_raw_fd(), 1);
-                libc::dup2(e.as_raw_fd(), 2);
-            }
-        }
-    }
-    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setresgid(plan.gid.into(), plan.gid.into(), plan.gid.into()).map_err(|e| format!("setgid {}: {e}", plan.gid))?;
-    nix::unistd::setresuid(plan.uid.into(), plan.uid.into(), plan.uid.into()).map_err(|e| format!("setuid {}: {e}", plan.uid))?;
-    if nix::unistd::chdir(plan.cwd.as_c_str()).is_err() {
-        let _ = nix::unistd::chdir("/");
-    }
-    sys::reset_signals();
-    if let Some(p) = &plan.seccomp {
-        super::seccomp::install(p).map_err(|e| format!("seccomp: {e}"))?;
-    }
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32) };
-    let Some(arg0) = plan.argv.first() else { return Err("empty command".into()) };
-    let bytes = arg0.as_bytes();
-    let candidates: Vec<CString> = if bytes.contains(&b'/') {
-        vec![arg0.clone()]
-    } else {
-        plan.path_dirs
-            .iter()
-            .filter_map(|d| CString::new(format!("{d}/{}", String::from_utf8_lossy(bytes))).ok())
-            .collect()
-    };
-    let mut last = nix::errno::Errno::ENOENT;
-    for c in &candidates {
-        let Err(e) = nix::unistd::execve(c, &plan.argv, &plan.env);
-        if e != nix::errno::Errno::ENOENT || last == nix::errno::Errno::ENOENT {
-            last = e;
-        }
-    }
-    Err(format!("exec {}: {}", arg0.to_string_lossy(), last.desc()))
 }

@@ -53,6 +53,7 @@ pub mod files;
 mod hotplug;
 mod init;
 mod msg;
+mod spawn;
 pub mod net;
 pub mod rootfs;
 pub mod seccomp;
