@@ -38,6 +38,19 @@ impl<T: Plugin> base::exports::berth::plugin::view_needs::Guest for Adapter<T> {
     }
 }
 
+impl<T: Plugin> base::exports::berth::plugin::verdict_cache::Guest for Adapter<T> {
+    fn reusable() -> Option<base::exports::berth::plugin::verdict_cache::Identity> {
+        use base::exports::berth::plugin::verdict_cache::Identity;
+        T::REUSE.map(|r| {
+            let mut f = Identity::empty();
+            f.set(Identity::NAME, r.name);
+            f.set(Identity::PROJECT, r.project);
+            f.set(Identity::PROFILES, r.profiles);
+            f
+        })
+    }
+}
+
 impl<T: InstanceValidator> instance_validator::exports::berth::plugin::validate_instance::Guest
     for Adapter<T>
 {

@@ -7,9 +7,9 @@
 /// ```
 ///
 /// Capabilities: `InstanceValidator`, `ProfileValidator`, `ProjectValidator`,
-/// `DeviceValidator`, `Filter`, `Lifecycle`. Self-description and what the
-/// plugin reads of instances (the [`Plugin`](crate::Plugin) trait) are
-/// always exported.
+/// `DeviceValidator`, `Filter`, `Lifecycle`. Self-description, what the
+/// plugin reads of instances and whether its verdicts may be reused (the
+/// [`Plugin`](crate::Plugin) trait) are always exported.
 #[macro_export]
 macro_rules! export {
     ($plugin:ty $(: $($capability:ident),+ $(,)?)?) => {

@@ -52,6 +52,32 @@ pub trait Plugin {
     /// Whether the plugin reads instance devices; without it the views it
     /// gets have none (only effective together with [`Plugin::CONFIG_KEYS`]).
     const DEVICES: bool = true;
+    /// Whether the daemon may reuse this plugin's validation verdicts. Set
+    /// it when every verdict depends only on the call's input (the views it
+    /// is given, the device, [`plugin_config`](crate::plugin_config)); the
+    /// [`Reuse`] fields say which identity fields of instance views it reads
+    /// (the others then arrive empty). A repeated validation is answered
+    /// without calling the plugin, and the host queries (`get_instance`,
+    /// `list_instances`, ...) return errors to it. See the `verdict-cache`
+    /// interface in `wit/`.
+    const REUSE: Option<Reuse> = None;
+}
+
+/// What a plugin with reusable verdicts reads of an instance's identity
+/// ([`Plugin::REUSE`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reuse {
+    /// The instance name.
+    pub name: bool,
+    /// The project.
+    pub project: bool,
+    /// The profiles list.
+    pub profiles: bool,
+}
+
+impl Reuse {
+    /// Verdicts depend on no identity field (only on config keys and devices).
+    pub const NONE: Reuse = Reuse { name: false, project: false, profiles: false };
 }
 
 /// Validates instance configuration on create and update.

@@ -6,5 +6,5 @@ pub use crate::units::{parse_bool, parse_cpuset, parse_size};
 pub use crate::{
     export, log, plugin_config, Device, DeviceValidator, Error, Filter, Hook, InstanceType,
     InstanceValidator, InstanceView, Level, Lifecycle, Patch, Plugin, ProfileValidator,
-    ProfileView, ProjectValidator, ProjectView, Verdict, Violation,
+    ProfileView, ProjectValidator, ProjectView, Reuse, Verdict, Violation,
 };

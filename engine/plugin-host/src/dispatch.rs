@@ -145,21 +145,23 @@ impl PluginHost {
                 let start = Instant::now();
                 let mut slot = converted.borrow_mut();
                 let whole = slot.get_or_insert_with(|| convert::instance(v));
-                let view = shaped(e, whole);
-                let prev = previous.as_ref().map(|p| shaped(e, p));
-                let raw = e.call(&host.engine, |store, instance, c| {
-                    let g = c
-                        .indices
-                        .validate_instance
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .load(&mut *store, instance)?;
-                    match &prev {
-                        None => g.call_validate_create(&mut *store, &view),
-                        Some(prev) => g.call_validate_update(&mut *store, &view, prev),
-                    }
-                })?;
-                bounded(e, raw, start)
+                let view = for_validation(e, whole);
+                let prev = previous.as_ref().map(|p| for_validation(e, p));
+                reusable(e, &[&"validate-instance", &view, &prev], || {
+                    let raw = e.call(&host.engine, |store, instance, c| {
+                        let g = c
+                            .indices
+                            .validate_instance
+                            .as_ref()
+                            .ok_or_else(missing)?
+                            .load(&mut *store, instance)?;
+                        match &prev {
+                            None => g.call_validate_create(&mut *store, &view),
+                            Some(prev) => g.call_validate_update(&mut *store, &view, prev),
+                        }
+                    })?;
+                    bounded(e, raw, start)
+                })
             },
         )
     }
@@ -177,16 +179,19 @@ impl PluginHost {
             |p, patch| patch.apply(&mut p.config),
             |host, e, p| {
                 let start = Instant::now();
-                let raw = e.call(&host.engine, |store, instance, c| {
-                    let g = c
-                        .indices
-                        .validate_profile
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .load(&mut *store, instance)?;
-                    g.call_validate_profile(&mut *store, &convert::profile(p), prev.as_ref())
-                })?;
-                bounded(e, raw, start)
+                let view = convert::profile(p);
+                reusable(e, &[&"validate-profile", &view, &prev], || {
+                    let raw = e.call(&host.engine, |store, instance, c| {
+                        let g = c
+                            .indices
+                            .validate_profile
+                            .as_ref()
+                            .ok_or_else(missing)?
+                            .load(&mut *store, instance)?;
+                        g.call_validate_profile(&mut *store, &view, prev.as_ref())
+                    })?;
+                    bounded(e, raw, start)
+                })
             },
         )
     }
@@ -204,16 +209,19 @@ impl PluginHost {
             |p, patch| patch.apply(&mut p.config),
             |host, e, p| {
                 let start = Instant::now();
-                let raw = e.call(&host.engine, |store, instance, c| {
-                    let g = c
-                        .indices
-                        .validate_project
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .load(&mut *store, instance)?;
-                    g.call_validate_project(&mut *store, &convert::project(p), prev.as_ref())
-                })?;
-                bounded(e, raw, start)
+                let view = convert::project(p);
+                reusable(e, &[&"validate-project", &view, &prev], || {
+                    let raw = e.call(&host.engine, |store, instance, c| {
+                        let g = c
+                            .indices
+                            .validate_project
+                            .as_ref()
+                            .ok_or_else(missing)?
+                            .load(&mut *store, instance)?;
+                        g.call_validate_project(&mut *store, &view, prev.as_ref())
+                    })?;
+                    bounded(e, raw, start)
+                })
             },
         )
     }
@@ -233,16 +241,19 @@ impl PluginHost {
             |c, p| p.apply(c),
             |host, e, cfg| {
                 let start = Instant::now();
-                let raw = e.call(&host.engine, |store, inst, c| {
-                    let g = c
-                        .indices
-                        .validate_device
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .load(&mut *store, inst)?;
-                    g.call_validate_device(&mut *store, &shaped(e, &view), &convert::device(name, cfg))
-                })?;
-                bounded(e, raw, start)
+                let (view, device) = (for_validation(e, &view), convert::device(name, cfg));
+                reusable(e, &[&"validate-device", &view, &device], || {
+                    let raw = e.call(&host.engine, |store, inst, c| {
+                        let g = c
+                            .indices
+                            .validate_device
+                            .as_ref()
+                            .ok_or_else(missing)?
+                            .load(&mut *store, inst)?;
+                        g.call_validate_device(&mut *store, &view, &device)
+                    })?;
+                    bounded(e, raw, start)
+                })
             },
         )
     }
@@ -379,11 +390,48 @@ fn bounded(
     convert::verdict(raw, &e.ctx.settings.limits).map_err(|kind| e.fail(kind, start.elapsed()))
 }
 
+/// `call`, or the verdict `e` gave before for an equal input (`parts`) when
+/// its verdicts are reused (see `verdicts`). Failures are not kept.
+fn reusable(
+    e: &Entry,
+    parts: &[&dyn std::fmt::Debug],
+    call: impl FnOnce() -> Result<Verdict, Failure>,
+) -> Result<Verdict, Failure> {
+    let Some(cache) = &e.ctx.verdicts else {
+        return call();
+    };
+    let Some(key) = crate::verdicts::key(parts) else {
+        return call();
+    };
+    if let Some(v) = cache.get(&key) {
+        e.stats.reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(v);
+    }
+    let v = call()?;
+    cache.put(key, v.clone());
+    Ok(v)
+}
+
 /// `whole` as `entry` gets it: trimmed to what it declared it reads (see `needs`).
 pub(crate) fn shaped<'a>(entry: &Entry, whole: &'a wit::InstanceView) -> Cow<'a, wit::InstanceView> {
     match &entry.compiled.needs {
         Some(n) => Cow::Owned(n.trim(whole)),
         None => Cow::Borrowed(whole),
+    }
+}
+
+/// `whole` as `entry` gets it in a validation call: shaped, and for a plugin
+/// whose verdicts are reused, with the identity fields it did not declare
+/// emptied (so the reuse key is exactly what it sees).
+fn for_validation<'a>(entry: &Entry, whole: &'a wit::InstanceView) -> Cow<'a, wit::InstanceView> {
+    let view = shaped(entry, whole);
+    match &entry.ctx.verdicts {
+        Some(v) => {
+            let mut view = view.into_owned();
+            v.identity.apply(&mut view);
+            Cow::Owned(view)
+        }
+        None => view,
     }
 }
 

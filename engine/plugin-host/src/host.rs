@@ -11,7 +11,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, view_needs, validate_device, validate_instance, validate_profile,
+    describe, filter, lifecycle, verdict_cache, view_needs, validate_device, validate_instance, validate_profile,
     validate_project,
 };
 use crate::bindings::Full;
@@ -48,6 +48,18 @@ pub struct PluginInfo {
     pub calls: u64,
     /// Calls that failed (trap, timeout, memory, oversized output).
     pub failures: u64,
+    /// Whether validation verdicts are reused (`verdict-cache`, and no WASI grant).
+    pub reuses_verdicts: bool,
+    /// Validations answered with a reused verdict, without a call.
+    pub reused: u64,
+}
+
+/// What the trial instantiation at install learnt.
+struct Probed {
+    metadata: Metadata,
+    predicates: Vec<String>,
+    needs: Option<ViewNeeds>,
+    reuse: Option<crate::verdicts::Identity>,
 }
 
 /// Installed plugins, sorted by (priority, name): the call order.
@@ -153,8 +165,19 @@ impl PluginHost {
             .clone()
     }
 
-    fn context(&self, name: &str, settings: PluginSettings) -> Arc<CallContext> {
+    /// The per-settings call context. `reuse`: the plugin promised reusable
+    /// verdicts; they are reused only without WASI grants.
+    fn context(
+        &self,
+        name: &str,
+        settings: PluginSettings,
+        reuse: Option<crate::verdicts::Identity>,
+    ) -> Arc<CallContext> {
+        let verdicts = reuse
+            .filter(|_| settings.grants.is_empty())
+            .map(crate::verdicts::Verdicts::new);
         Arc::new(CallContext {
+            verdicts,
             name: Arc::from(name),
             config: settings
                 .config
@@ -226,13 +249,19 @@ impl PluginHost {
                 .then(|| view_needs::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
+            verdict_cache: contract
+                .verdict_cache
+                .then(|| verdict_cache::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(link)?,
             lifecycle: has(Capability::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(link)?,
         };
-        let ctx = self.context(name, settings);
-        let (metadata, predicates, needs) = self.probe(name, &pre, &indices, &ctx)?;
+        let probe_ctx = self.context(name, settings.clone(), None);
+        let Probed { metadata, predicates, needs, reuse } = self.probe(name, &pre, &indices, &probe_ctx)?;
+        let ctx = self.context(name, settings, reuse);
         let compiled = Arc::new(Compiled {
             pre,
             indices,
@@ -240,6 +269,7 @@ impl PluginHost {
             metadata,
             predicates,
             needs,
+            reuse,
             sha256,
             from_cache,
             load_time: start.elapsed(),
@@ -274,12 +304,12 @@ impl PluginHost {
         pre: &wasmtime::component::InstancePre<CallState>,
         indices: &Indices,
         ctx: &Arc<CallContext>,
-    ) -> Result<(Metadata, Vec<String>, Option<ViewNeeds>), PluginError> {
+    ) -> Result<Probed, PluginError> {
         let mut types_ok = Ok(());
         let result = run(&self.engine, pre, ctx, |store, instance| {
             types_ok = crate::inspect::check_export_types(store, instance, indices);
             if types_ok.is_err() {
-                return Ok((Metadata::default(), Vec::new(), None));
+                return Ok((Metadata::default(), Vec::new(), None, None));
             }
             let metadata = match &indices.describe {
                 Some(d) => crate::convert::metadata(
@@ -297,7 +327,14 @@ impl PluginHost {
                 Some(f) => Some(f.load(&mut *store, instance)?.call_needs(&mut *store)?),
                 None => None,
             };
-            Ok((metadata, predicates, needs))
+            let reuse = match &indices.verdict_cache {
+                Some(f) => f
+                    .load(&mut *store, instance)?
+                    .call_reusable(&mut *store)?
+                    .map(crate::verdicts::Identity::from_wit),
+                None => None,
+            };
+            Ok((metadata, predicates, needs, reuse))
         })
         .map_err(|failure| PluginError::InstallCall {
             name: name.to_string(),
@@ -307,7 +344,7 @@ impl PluginHost {
             name: name.to_string(),
             reason,
         })?;
-        let (metadata, mut predicates, needs) = result;
+        let (metadata, mut predicates, needs, reuse) = result;
         predicates.truncate(64);
         predicates.iter_mut().for_each(|p| p.truncate(64));
         let needs = needs
@@ -318,7 +355,7 @@ impl PluginHost {
                 reason,
             })?
             .flatten();
-        Ok((metadata, predicates, needs))
+        Ok(Probed { metadata, predicates, needs, reuse })
     }
 
     /// Uninstall `name`. Calls already running finish on the old snapshot.
@@ -355,7 +392,7 @@ impl PluginHost {
             .ok_or_else(|| PluginError::NotFound {
                 name: name.to_string(),
             })?;
-        let ctx = self.context(name, settings);
+        let ctx = self.context(name, settings, old.compiled.reuse);
         let entry = Entry {
             compiled: old.compiled.clone(),
             warm: Warm::new(old.compiled.pre.clone(), ctx.clone(), self.jobs.clone(), self.gate.clone()),
@@ -415,6 +452,8 @@ fn info(e: &Entry) -> PluginInfo {
         load_time: e.compiled.load_time,
         calls: e.stats.calls.load(Relaxed),
         failures: e.stats.failures.load(Relaxed),
+        reuses_verdicts: e.ctx.verdicts.is_some(),
+        reused: e.stats.reused.load(Relaxed),
     }
 }
 

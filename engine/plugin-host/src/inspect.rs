@@ -62,6 +62,8 @@ pub(crate) struct Contract {
     pub describe: bool,
     /// Exports `view-needs`.
     pub view_needs: bool,
+    /// Exports `verdict-cache`.
+    pub verdict_cache: bool,
 }
 
 /// Split "berth:plugin/host@0.1.0" into ("host", "0.1.0").
@@ -110,6 +112,8 @@ pub(crate) fn inspect(
             contract.describe = true;
         } else if iface == "view-needs" {
             contract.view_needs = true;
+        } else if iface == "verdict-cache" {
+            contract.verdict_cache = true;
         } else if let Some(cap) = Capability::ALL.into_iter().find(|c| c.interface() == iface) {
             contract.capabilities.push(cap);
         }
@@ -169,6 +173,14 @@ pub(crate) fn check_export_types(
         i.load(&mut *store, instance).map_err(|e| {
             format!(
                 "export berth:plugin/view-needs@{} does not match the host's definition: {e:#}",
+                API_VERSION
+            )
+        })?;
+    }
+    if let Some(i) = &ix.verdict_cache {
+        i.load(&mut *store, instance).map_err(|e| {
+            format!(
+                "export berth:plugin/verdict-cache@{} does not match the host's definition: {e:#}",
                 API_VERSION
             )
         })?;

@@ -41,6 +41,7 @@ mod settings;
 mod state;
 mod ticker;
 mod types;
+mod verdicts;
 mod warm;
 
 pub use batch::PreparedView;

@@ -9,8 +9,8 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::exports::berth::plugin::{
-    describe, filter, lifecycle, view_needs, validate_device, validate_instance, validate_profile,
-    validate_project,
+    describe, filter, lifecycle, validate_device, validate_instance, validate_profile,
+    validate_project, verdict_cache, view_needs,
 };
 use crate::error::{Failure, FailureKind};
 use crate::inspect::Capability;
@@ -31,6 +31,7 @@ pub(crate) struct Indices {
     pub validate_device: Option<validate_device::GuestIndices>,
     pub filter: Option<filter::GuestIndices>,
     pub view_needs: Option<view_needs::GuestIndices>,
+    pub verdict_cache: Option<verdict_cache::GuestIndices>,
     pub lifecycle: Option<lifecycle::GuestIndices>,
 }
 
@@ -43,6 +44,9 @@ pub(crate) struct Compiled {
     pub predicates: Vec<String>,
     /// What the plugin reads of instance views (`None`: whole views).
     pub needs: Option<crate::needs::ViewNeeds>,
+    /// What `verdict-cache.reusable` answered: `Some` = verdicts are
+    /// reusable, depending on these identity fields.
+    pub reuse: Option<crate::verdicts::Identity>,
     pub sha256: String,
     pub from_cache: bool,
     pub load_time: Duration,
@@ -53,6 +57,8 @@ pub(crate) struct Compiled {
 pub(crate) struct Stats {
     pub calls: AtomicU64,
     pub failures: AtomicU64,
+    /// Validations answered with a reused verdict (no call made).
+    pub reused: AtomicU64,
 }
 
 /// An installed plugin as the registry holds it; cheap to clone.

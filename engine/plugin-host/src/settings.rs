@@ -105,6 +105,11 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// No directory, variable or clock granted.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.read_only_dirs.is_empty() && self.env.is_empty() && !self.clocks
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         for dir in &self.read_only_dirs {
             if !dir.host_path.is_absolute() {

@@ -31,6 +31,9 @@ pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
 
 /// What a call needs from its plugin, shared by all its calls.
 pub(crate) struct CallContext {
+    /// Reusable verdicts of this settings version; `Some` only for a plugin
+    /// that declared them reusable (and has no WASI grant).
+    pub verdicts: Option<crate::verdicts::Verdicts>,
     pub name: Arc<str>,
     pub settings: PluginSettings,
     /// `settings.config` pre-rendered for `plugin-config`.
@@ -56,6 +59,17 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
+    /// Host queries would make a verdict depend on more than the call's
+    /// input: a plugin whose verdicts are reused does not get them.
+    fn refuse_if_cacheable(&self, query: &str) -> Result<(), wit::Error> {
+        match &self.ctx.verdicts {
+            Some(_) => Err(wit::Error::Other(format!(
+                "{query} is not available to a plugin whose verdicts are reused (verdict-cache)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(ctx: Arc<CallContext>) -> Result<Self, String> {
         let limits = &ctx.settings.limits;
         let grants = &ctx.settings.grants;
@@ -129,6 +143,7 @@ impl host::Host for CallState {
         project: String,
         name: String,
     ) -> Result<wit::InstanceView, wit::Error> {
+        self.refuse_if_cacheable("get-instance")?;
         self.ctx
             .queries
             .get_instance(&project, &name)
@@ -137,6 +152,7 @@ impl host::Host for CallState {
     }
 
     fn list_instances(&mut self, project: String) -> Result<Vec<wit::InstanceView>, wit::Error> {
+        self.refuse_if_cacheable("list-instances")?;
         self.ctx
             .queries
             .list_instances(&project)
@@ -149,6 +165,7 @@ impl host::Host for CallState {
         project: String,
         name: String,
     ) -> Result<wit::ProfileView, wit::Error> {
+        self.refuse_if_cacheable("get-profile")?;
         self.ctx
             .queries
             .get_profile(&project, &name)
@@ -157,6 +174,7 @@ impl host::Host for CallState {
     }
 
     fn get_project(&mut self, name: String) -> Result<wit::ProjectView, wit::Error> {
+        self.refuse_if_cacheable("get-project")?;
         self.ctx
             .queries
             .get_project(&name)

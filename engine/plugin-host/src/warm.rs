@@ -147,10 +147,8 @@ impl Warm {
     }
 
     fn request_refill(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            if self.jobs.send(Job::Refill(Arc::downgrade(self))).is_err() {
-                self.queued.store(false, Ordering::Release);
-            }
+        if !self.queued.swap(true, Ordering::AcqRel) && self.jobs.send(Job::Refill(Arc::downgrade(self))).is_err() {
+            self.queued.store(false, Ordering::Release);
         }
     }
 

@@ -60,6 +60,8 @@ fn render(d: &Daemon, rec: &PluginRecord) -> Value {
         o.insert("load_time_us".into(), json!(u64::try_from(i.load_time.as_micros()).unwrap_or(u64::MAX)));
         o.insert("calls".into(), json!(i.calls));
         o.insert("failures".into(), json!(i.failures));
+        o.insert("reuses_verdicts".into(), json!(i.reuses_verdicts));
+        o.insert("reused_verdicts".into(), json!(i.reused));
     }
     v
 }

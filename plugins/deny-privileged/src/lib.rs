@@ -13,6 +13,9 @@ impl Plugin for DenyPrivileged {
     const DESCRIPTION: &'static str = "denies privileged containers";
     const CONFIG_KEYS: Option<&'static [&'static str]> =
         Some(&["security.privileged", "security.nesting", "raw.idmap"]);
+    /// Verdicts depend only on the declared keys and the plugin's config
+    /// (per-project settings read the project): reusable across names.
+    const REUSE: Option<Reuse> = Some(Reuse { project: true, ..Reuse::NONE });
     const DEVICES: bool = false;
 }
 

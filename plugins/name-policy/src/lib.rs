@@ -17,6 +17,8 @@ impl Plugin for NamePolicy {
     const DESCRIPTION: &'static str = "instance names must match a per-project regex";
     // Only the name (and project) matter.
     const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&[]);
+    /// Verdicts depend only on the name, the project and the plugin's config.
+    const REUSE: Option<Reuse> = Some(Reuse { name: true, project: true, ..Reuse::NONE });
     const DEVICES: bool = false;
 }
 

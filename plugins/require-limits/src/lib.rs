@@ -12,6 +12,9 @@ impl Plugin for RequireLimits {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "requires limits.cpu and limits.memory";
     const CONFIG_KEYS: Option<&'static [&'static str]> = Some(&["limits.cpu", "limits.memory"]);
+    /// Verdicts depend only on the declared keys and the plugin's config
+    /// (per-project settings read the project): reusable across names.
+    const REUSE: Option<Reuse> = Some(Reuse { project: true, ..Reuse::NONE });
     const DEVICES: bool = false;
 }
 

@@ -361,8 +361,12 @@ fn install_rejects_components_without_capabilities_or_with_wrong_types() {
         .unwrap_err();
     match &err {
         PluginError::NoKnownExport { exports, .. } => {
-            // The SDK exports self-description and `view-needs` for every plugin.
-            assert_eq!(exports, "berth:plugin/describe@0.1.0, berth:plugin/view-needs@0.1.0")
+            // The SDK exports self-description, `view-needs` and
+            // `verdict-cache` for every plugin.
+            assert_eq!(
+                exports,
+                "berth:plugin/describe@0.1.0, berth:plugin/view-needs@0.1.0, berth:plugin/verdict-cache@0.1.0"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -399,3 +399,113 @@ fn readme_example_is_current_and_works() {
         .iter()
         .any(|l| l.plugin == "example" && l.message == "onstart c1"));
 }
+
+/// Calls the cacheable fixture really received (the host's counter, and the
+/// fixture's own log line for creates).
+fn real_calls(h: &Harness) -> u64 {
+    h.host.get("cache").unwrap().calls
+}
+
+#[test]
+fn reusable_verdicts_skip_repeated_calls_only() {
+    let h = Harness::new();
+    let info = h.install("cache", wasm::FIXTURE_CACHEABLE, PluginSettings::default());
+    assert!(info.reuses_verdicts);
+    let c1 = || instance("default", "c1", &[("user.a", "1"), ("limits.cpu", "2")]);
+    create(&h, c1()).unwrap();
+    create(&h, c1()).unwrap();
+    // A key the plugin does not read (trimmed away) does not change the input.
+    let mut c1b = c1();
+    c1b.config.insert("limits.cpu".into(), "4".into());
+    c1b.expanded_config = c1b.config.clone();
+    create(&h, c1b).unwrap();
+    assert_eq!(real_calls(&h), 1);
+    assert_eq!(h.logs().iter().filter(|r| r.message == "called for c1").count(), 1);
+    assert_eq!(h.host.get("cache").unwrap().reused, 2);
+    // Anything it reads differs: called again (another name, another value).
+    create(&h, instance("default", "c2", &[("user.a", "1")])).unwrap();
+    create(&h, instance("default", "c1", &[("user.a", "2")])).unwrap();
+    assert_eq!(real_calls(&h), 3);
+    // An update is another input than a create of the same view.
+    h.host
+        .validate_instance(&InstanceRequest {
+            op: InstanceOp::Update { previous: Box::new(c1()) },
+            view: c1(),
+        })
+        .unwrap();
+    assert_eq!(real_calls(&h), 4);
+    // Denials are reused as denials.
+    let deny = || instance("default", "d", &[("user.deny", "1")]);
+    assert_eq!(denied_fields(create(&h, deny())), ["user.deny"]);
+    assert_eq!(denied_fields(create(&h, deny())), ["user.deny"]);
+    assert_eq!(real_calls(&h), 5);
+    // A settings change forgets every verdict.
+    h.host.update_settings("cache", settings(&[("k", "v")])).unwrap();
+    create(&h, c1()).unwrap();
+    assert_eq!(real_calls(&h), 6);
+}
+
+#[test]
+fn reusable_verdicts_never_keep_failures_and_refuse_queries() {
+    let h = Harness::new();
+    h.install("cache", wasm::FIXTURE_CACHEABLE, PluginSettings::default());
+    // A failure (here a panic) is reported every time: the plugin is called again.
+    let p = || instance("default", "p", &[("user.panic", "1")]);
+    for _ in 0..2 {
+        assert!(matches!(create(&h, p()), Err(Rejection::Failed(_))));
+    }
+    assert_eq!(h.host.get("cache").unwrap().failures, 2);
+    // Host queries are refused to it, even for an instance that exists.
+    h.db.put(instance("default", "other", &[]));
+    let r = create(&h, instance("default", "q", &[("user.query", "other")]));
+    let Err(Rejection::Denied { violations, .. }) = r else { panic!("expected a denial, got {r:?}") };
+    assert!(violations[0].message.contains("not available to a plugin whose verdicts are reused"), "{violations:?}");
+}
+
+#[test]
+fn verdicts_are_not_reused_with_wasi_grants_or_without_the_promise() {
+    let h = Harness::new();
+    let mut s = PluginSettings::default();
+    s.grants.clocks = true;
+    let info = h.install("cache", wasm::FIXTURE_CACHEABLE, s);
+    assert!(!info.reuses_verdicts);
+    let c = || instance("default", "c", &[("user.a", "1")]);
+    create(&h, c()).unwrap();
+    create(&h, c()).unwrap();
+    assert_eq!(real_calls(&h), 2);
+    // Granted plugins get their queries back.
+    h.db.put(instance("default", "other", &[]));
+    let r = create(&h, instance("default", "q", &[("user.query", "other")]));
+    let Err(Rejection::Denied { violations, .. }) = r else { panic!("expected a denial, got {r:?}") };
+    assert_eq!(violations[0].message, "got other");
+    // A plugin that does not declare it (max-running uses queries) is always called.
+    let info = h.install("running", wasm::MAX_RUNNING, PluginSettings::default());
+    assert!(!info.reuses_verdicts);
+}
+
+#[test]
+fn reusable_verdicts_span_names_a_plugin_does_not_read() {
+    // require-limits reads limits.* and the project, not the name: one verdict
+    // serves every instance with the same limits in a project.
+    let h = Harness::new();
+    let info = h.install("limits", wasm::REQUIRE_LIMITS, PluginSettings::default());
+    assert!(info.reuses_verdicts);
+    let lim = [("limits.cpu", "2"), ("limits.memory", "1GiB"), ("user.x", "y")];
+    for n in ["a", "b", "c"] {
+        create(&h, instance("default", n, &lim)).unwrap();
+    }
+    let got = h.host.get("limits").unwrap();
+    assert_eq!((got.calls, got.reused), (1, 2));
+    // Another project, or other limits: new inputs.
+    create(&h, instance("p2", "a", &lim)).unwrap();
+    assert_eq!(
+        denied_fields(create(&h, instance("default", "d", &[("limits.cpu", "2")]))),
+        ["limits.memory"]
+    );
+    assert_eq!(
+        denied_fields(create(&h, instance("default", "e", &[("limits.cpu", "2")]))),
+        ["limits.memory"]
+    );
+    let got = h.host.get("limits").unwrap();
+    assert_eq!((got.calls, got.reused), (3, 3));
+}
