@@ -121,7 +121,8 @@ impl Machine {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                // QEMU's set-up takes tens of ms; a coarse poll would add up to its period.
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
                 Ok(None) | Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
