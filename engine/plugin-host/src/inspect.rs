@@ -140,15 +140,12 @@ pub(crate) fn check_export_types(
     instance: &wasmtime::component::Instance,
     ix: &Indices,
 ) -> Result<(), String> {
-    let ctx = |cap: Capability| {
+    let named = |iface: &'static str| {
         move |e: wasmtime::Error| {
-            format!(
-                "export berth:plugin/{}@{} does not match the host's definition: {e:#}",
-                cap.interface(),
-                API_VERSION
-            )
+            format!("export berth:plugin/{iface}@{API_VERSION} does not match the host's definition: {e:#}")
         }
     };
+    let ctx = |cap: Capability| named(cap.interface());
     if let Some(i) = &ix.validate_instance {
         i.load(&mut *store, instance)
             .map_err(ctx(Capability::InstanceValidator))?;
@@ -170,20 +167,10 @@ pub(crate) fn check_export_types(
             .map_err(ctx(Capability::Filter))?;
     }
     if let Some(i) = &ix.view_needs {
-        i.load(&mut *store, instance).map_err(|e| {
-            format!(
-                "export berth:plugin/view-needs@{} does not match the host's definition: {e:#}",
-                API_VERSION
-            )
-        })?;
+        i.load(&mut *store, instance).map_err(named("view-needs"))?;
     }
     if let Some(i) = &ix.verdict_cache {
-        i.load(&mut *store, instance).map_err(|e| {
-            format!(
-                "export berth:plugin/verdict-cache@{} does not match the host's definition: {e:#}",
-                API_VERSION
-            )
-        })?;
+        i.load(&mut *store, instance).map_err(named("verdict-cache"))?;
     }
     if let Some(i) = &ix.lifecycle {
         i.load(&mut *store, instance)
