@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_engine::testsupport::{probe_program, probe_root, require, Tier};
+use berth_tests::storage::{drop_pool, get, rootfs, snapshot_names, BtrfsPool};
 use berth_tests::{probe_lxc, Daemon};
 use serde_json::json;
 
@@ -42,21 +43,8 @@ fn import_busybox(d: &Daemon) {
     d.lxc_ok(&["image", "import", tarball.to_str().unwrap_or_default(), "--alias", "bb"]);
 }
 
-fn get(d: &Daemon, path: &str) -> serde_json::Value {
-    d.get(path)["metadata"].clone()
-}
-
-fn rootfs(d: &Daemon, pool: &str, name: &str) -> PathBuf {
-    d.data_dir().join("storage-pools").join(pool).join("containers").join(name).join("rootfs")
-}
-
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
-fn snapshot_names(d: &Daemon, inst: &str) -> Vec<String> {
-    let v = get(d, &format!("/1.0/instances/{inst}/snapshots?recursion=1"));
-    v.as_array().map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 /// Hidden backup volumes left in a pool.
@@ -67,48 +55,6 @@ fn backup_volumes(d: &Daemon, pool: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// The btrfs pool `name` on a loop file; on drop its mount and loop device are released.
-struct BtrfsPool {
-    mount: PathBuf,
-    image: PathBuf,
-}
-
-impl BtrfsPool {
-    fn create(d: &Daemon, name: &str) -> BtrfsPool {
-        d.lxc_ok(&["storage", "create", name, "btrfs", "size=1GiB"]);
-        BtrfsPool { mount: d.data_dir().join("storage-pools").join(name), image: d.data_dir().join("disks").join(format!("{name}.img")) }
-    }
-}
-
-impl Drop for BtrfsPool {
-    fn drop(&mut self) {
-        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if mounted.contains(self.mount.to_str().unwrap_or("\0")) {
-            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-        }
-        if let Ok(o) = Command::new("losetup").arg("-j").arg(&self.image).output() {
-            for line in String::from_utf8_lossy(&o.stdout).lines() {
-                if let Some(dev) = line.split(':').next() {
-                    let _ = Command::new("losetup").arg("-d").arg(dev).status();
-                }
-            }
-        }
-    }
-}
-
-/// Deletes every instance, then the pool (so its loop device goes away).
-fn drop_pool(d: &Daemon, pool: &str) {
-    for i in get(d, "/1.0/instances?recursion=1").as_array().cloned().unwrap_or_default() {
-        let _ = d.lxc(&["delete", "-f", i["name"].as_str().unwrap_or_default()]);
-    }
-    let vols = get(d, &format!("/1.0/storage-pools/{pool}/volumes/custom"));
-    for v in vols.as_array().cloned().unwrap_or_default() {
-        let name = v.as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
-        let _ = d.lxc(&["storage", "volume", "delete", pool, &name]);
-    }
-    d.lxc_ok(&["storage", "delete", pool]);
 }
 
 /// A backup holds the instance as it was when the backup was made: later writes, config
@@ -175,7 +121,7 @@ fn backup_is_frozen_at_creation_on_btrfs_optimized() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d, "bt");
+    let _pool = BtrfsPool::create(&d, "bt", "1GiB");
     backup_is_frozen_at_creation(&d, "bt", true);
     drop_pool(&d, "bt");
 }
@@ -251,7 +197,7 @@ fn copy_refresh_copy_and_move_between_pools_btrfs() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d, "bt");
+    let _pool = BtrfsPool::create(&d, "bt", "1GiB");
     // dir → btrfs copy, then refresh across the pools.
     refresh_copies_only_what_changed(&d, "default", "bt");
     let out = Command::new("btrfs").args(["subvolume", "show"]).arg(rootfs(&d, "bt", "r2").parent().expect("parent")).output().expect("btrfs");
@@ -343,7 +289,7 @@ fn custom_volume_export_import_on_btrfs_optimized() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d, "bt");
+    let _pool = BtrfsPool::create(&d, "bt", "1GiB");
     custom_volume_backup_round_trip(&d, "bt", true);
     drop_pool(&d, "bt");
 }
@@ -454,7 +400,7 @@ fn custom_volume_disk_in_running_container_btrfs() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d, "bt");
+    let _pool = BtrfsPool::create(&d, "bt", "1GiB");
     custom_volume_in_running_container(&d, "bt");
     drop_pool(&d, "bt");
 }

@@ -3,14 +3,14 @@
 //! custom volumes, and refusal of untrusted image archives. Run on the `dir` pool and on a
 //! btrfs pool on a loop file (`lxc storage create bt btrfs size=2GiB`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_engine::testsupport::{probe_program, probe_root, require, Tier};
+use berth_tests::storage::{drop_pool, get, lxc_err, rootfs, sha256, snapshot_names, tar_header as header, write, BtrfsPool};
 use berth_tests::{probe_lxc, Daemon};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 fn ready(test: &str) -> bool {
     require(test, Tier::Root, probe_root())
@@ -23,19 +23,6 @@ fn btrfs_ready(test: &str) -> bool {
 }
 
 const METADATA: &str = "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  os: busybox\n  description: busybox test image\n";
-
-fn header(path: &str, size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_path(path).expect("path");
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_entry_type(kind);
-    h.set_mtime(1_700_000_000);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_cksum();
-    h
-}
 
 /// A tar of busybox + symlinks (+ metadata.yaml when `with_meta`), under `prefix`.
 fn busybox_tar(with_meta: bool, prefix: &str) -> Vec<u8> {
@@ -83,21 +70,6 @@ fn compress(data: &[u8], tool: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// The metadata of a sync GET.
-fn get(d: &Daemon, path: &str) -> serde_json::Value {
-    d.get(path)["metadata"].clone()
-}
-
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, data).expect("write file");
-    p
-}
-
 /// Imports the unified busybox image as alias `bb`; returns its fingerprint.
 fn import_busybox(d: &Daemon) -> String {
     let data = compress(&busybox_tar(true, "rootfs/"), "gzip");
@@ -106,62 +78,6 @@ fn import_busybox(d: &Daemon) -> String {
     let fp = sha256(&data);
     assert!(out.contains(&fp), "{out}");
     fp
-}
-
-fn lxc_err(d: &Daemon, args: &[&str]) -> String {
-    let o = d.lxc(args);
-    assert!(!o.status.success(), "lxc {args:?} should fail: {}", String::from_utf8_lossy(&o.stdout));
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn rootfs(d: &Daemon, pool: &str, name: &str) -> PathBuf {
-    d.data_dir().join("storage-pools").join(pool).join("containers").join(name).join("rootfs")
-}
-
-fn snapshot_names(d: &Daemon, inst: &str) -> Vec<String> {
-    let v = get(&d, &format!("/1.0/instances/{inst}/snapshots?recursion=1"));
-    v.as_array().map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
-/// Creates the btrfs pool `bt` on a loop file; on drop (also when the test fails) its mount
-/// and loop device are released so nothing outlives the test.
-struct BtrfsPool {
-    mount: PathBuf,
-    image: PathBuf,
-}
-
-impl BtrfsPool {
-    fn create(d: &Daemon, size: &str) -> BtrfsPool {
-        d.lxc_ok(&["storage", "create", "bt", "btrfs", &format!("size={size}")]);
-        BtrfsPool { mount: d.data_dir().join("storage-pools/bt"), image: d.data_dir().join("disks/bt.img") }
-    }
-}
-
-impl Drop for BtrfsPool {
-    fn drop(&mut self) {
-        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if mounted.contains(self.mount.to_str().unwrap_or("\0")) {
-            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-        }
-        if let Ok(o) = Command::new("losetup").arg("-j").arg(&self.image).output() {
-            for line in String::from_utf8_lossy(&o.stdout).lines() {
-                if let Some(dev) = line.split(':').next() {
-                    let _ = Command::new("losetup").arg("-d").arg(dev).status();
-                }
-            }
-        }
-    }
-}
-
-/// Removes the btrfs pool so its loop device and mount go away.
-fn drop_pool(d: &Daemon, pool: &str) {
-    let list = get(&d, "/1.0/instances?recursion=1");
-    for i in list.as_array().cloned().unwrap_or_default() {
-        let name = i["name"].as_str().unwrap_or_default().to_string();
-        let _ = d.lxc(&["delete", &name]);
-    }
-    d.lxc_ok(&["storage", "delete", pool]);
-    assert!(!d.data_dir().join("storage-pools").join(pool).join("containers").exists());
 }
 
 #[test]
@@ -306,7 +222,7 @@ fn instance_lifecycle_on_btrfs() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d, "2GiB");
+    let _pool = BtrfsPool::create(&d, "bt", "2GiB");
     let pool = get(&d, "/1.0/storage-pools/bt");
     assert_eq!(pool["status"], "Created");
     assert_eq!(pool["driver"], "btrfs");
@@ -315,6 +231,7 @@ fn instance_lifecycle_on_btrfs() {
     let out = Command::new("btrfs").args(["subvolume", "show"]).arg(rootfs(&d, "bt", "c1").parent().expect("parent")).output().expect("btrfs");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Parent UUID"), "not a subvolume");
     drop_pool(&d, "bt");
+    assert!(!d.data_dir().join("storage-pools/bt/containers").exists());
 }
 
 fn export_import_round_trip(d: &Daemon, pool: &str, optimized: bool) {
@@ -376,9 +293,10 @@ fn export_import_round_trip_on_btrfs_optimized() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d, "2GiB");
+    let _pool = BtrfsPool::create(&d, "bt", "2GiB");
     export_import_round_trip(&d, "bt", true);
     drop_pool(&d, "bt");
+    assert!(!d.data_dir().join("storage-pools/bt/containers").exists());
 }
 
 #[test]
@@ -515,7 +433,7 @@ fn pools_volumes_publish_and_server_info() {
     import_busybox(&d);
     let res = get(&d, "/1.0/storage-pools/default/resources");
     assert!(res["space"]["total"].as_u64().unwrap_or(0) > 0, "{res}");
-    let _pool = BtrfsPool::create(&d, "1GiB");
+    let _pool = BtrfsPool::create(&d, "bt", "1GiB");
     let e = lxc_err(&d, &["storage", "create", "bt", "dir"]);
     assert!(e.contains("already exists"), "{e}");
     let e = lxc_err(&d, &["storage", "create", "bad", "zfs"]);
@@ -565,5 +483,6 @@ fn pools_volumes_publish_and_server_info() {
     let e = lxc_err(&d, &["storage", "delete", "bt"]);
     assert!(e.contains("in use"), "{e}");
     drop_pool(&d, "bt");
+    assert!(!d.data_dir().join("storage-pools/bt/containers").exists());
 }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_engine::testsupport::{probe_program, probe_root, require, Tier};
+use berth_tests::storage::{drop_pool, get, lxc_err, sha256, snapshot_names, tar_header as header, write, BtrfsPool};
 use berth_tests::{probe_lxc, Daemon};
-use sha2::{Digest, Sha256};
 
 fn ready(test: &str) -> bool {
     require(test, Tier::Root, probe_root())
@@ -23,19 +23,6 @@ fn btrfs_ready(test: &str) -> bool {
 }
 
 const METADATA: &str = "architecture: x86_64\ncreation_date: 1700000000\nproperties:\n  os: busybox\n  description: berth VM storage test image\n";
-
-fn header(path: &str, size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_path(path).expect("path");
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_entry_type(kind);
-    h.set_mtime(1_700_000_000);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_cksum();
-    h
-}
 
 fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
     b.append(&header(path, data.len() as u64, 0o644, tar::EntryType::Regular), data).expect("tar file");
@@ -85,28 +72,8 @@ fn qcow2(dir: &Path, name: &str, size: &str, extra: &[&str]) -> PathBuf {
     p
 }
 
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, data).expect("write file");
-    p
-}
-
-fn get(d: &Daemon, path: &str) -> serde_json::Value {
-    d.get(path)["metadata"].clone()
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
-}
-
-fn lxc_err(d: &Daemon, args: &[&str]) -> String {
-    let o = d.lxc(args);
-    assert!(!o.status.success(), "lxc {args:?} should fail: {}", String::from_utf8_lossy(&o.stdout));
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Imports the split VM image as `alias`; returns (fingerprint, disk bytes).
@@ -127,11 +94,6 @@ fn vm_dir(d: &Daemon, pool: &str, name: &str) -> PathBuf {
 
 fn vm_snap_dir(d: &Daemon, pool: &str, name: &str) -> PathBuf {
     d.data_dir().join("storage-pools").join(pool).join("virtual-machines-snapshots").join(name)
-}
-
-fn snapshot_names(d: &Daemon, inst: &str) -> Vec<String> {
-    let v = get(d, &format!("/1.0/instances/{inst}/snapshots?recursion=1"));
-    v.as_array().map(|a| a.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 /// A multipart upload built by hand, naming the disk part `rootfs.img` as LXD's client does.
@@ -342,42 +304,6 @@ fn vm_lifecycle_on_pool(d: &Daemon, pool: &str) {
     assert!(!vm_dir(d, pool, "e1").exists() && !vm_dir(d, pool, "e2").exists());
 }
 
-/// Creates the btrfs pool `bt` on a loop file and releases its mount and loop device on drop.
-struct BtrfsPool {
-    mount: PathBuf,
-    image: PathBuf,
-}
-
-impl BtrfsPool {
-    fn create(d: &Daemon) -> BtrfsPool {
-        d.lxc_ok(&["storage", "create", "bt", "btrfs", "size=2GiB"]);
-        BtrfsPool { mount: d.data_dir().join("storage-pools/bt"), image: d.data_dir().join("disks/bt.img") }
-    }
-}
-
-impl Drop for BtrfsPool {
-    fn drop(&mut self) {
-        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if mounted.contains(self.mount.to_str().unwrap_or("\0")) {
-            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-        }
-        if let Ok(o) = Command::new("losetup").arg("-j").arg(&self.image).output() {
-            for line in String::from_utf8_lossy(&o.stdout).lines() {
-                if let Some(dev) = line.split(':').next() {
-                    let _ = Command::new("losetup").arg("-d").arg(dev).status();
-                }
-            }
-        }
-    }
-}
-
-fn drop_pool(d: &Daemon, pool: &str) {
-    for i in get(d, "/1.0/instances?recursion=1").as_array().cloned().unwrap_or_default() {
-        let _ = d.lxc(&["delete", i["name"].as_str().unwrap_or_default()]);
-    }
-    d.lxc_ok(&["storage", "delete", pool]);
-}
-
 #[test]
 fn vm_lifecycle_on_dir() {
     if !ready("vm_lifecycle_on_dir") {
@@ -393,7 +319,7 @@ fn vm_lifecycle_on_btrfs() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d);
+    let _pool = BtrfsPool::create(&d, "bt", "2GiB");
     vm_lifecycle_on_pool(&d, "bt");
     // VM volumes on btrfs are snapshots of the image subvolume.
     let out = Command::new("btrfs").args(["subvolume", "show"]).arg(vm_dir(&d, "bt", "v1")).output().expect("btrfs");
@@ -473,7 +399,7 @@ fn vm_export_import_round_trip_on_btrfs_optimized() {
         return;
     }
     let d = Daemon::start();
-    let _pool = BtrfsPool::create(&d);
+    let _pool = BtrfsPool::create(&d, "bt", "2GiB");
     vm_export_import_round_trip(&d, "bt", true);
     drop_pool(&d, "bt");
 }
