@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 /// `.wasm` files of every crate in `plugins/`, built for wasm32-wasip2 by `build.rs`.
+pub mod lxc;
 pub mod storage;
 
 pub mod wasm {

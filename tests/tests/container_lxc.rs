@@ -5,19 +5,19 @@
 //! image API lands, `make_container` becomes `lxc init IMAGE NAME` and nothing else changes.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use berth_tests::lxc::{eventually, exec, status, Reaper};
 use berth_tests::{probe_program, probe_root, require, Daemon, Tier};
+
+mod ct_support;
+use ct_support::which;
 use serde_json::{json, Value};
 
 fn can_run(test: &str) -> bool {
     let probe = probe_root().and_then(|_| probe_program("busybox")).and_then(|_| probe_program("lxc")).and_then(|_| probe_program("ip"));
     require(test, Tier::Root, probe)
-}
-
-fn which(p: &str) -> PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap()).map(|d| d.join(p)).find(|p| p.is_file()).unwrap()
 }
 
 /// A busybox root filesystem whose init echoes BOOTED/SHUTDOWN on the console.
@@ -51,46 +51,6 @@ fn make_container(d: &Daemon, name: &str, config: &[&str]) {
     busybox_rootfs(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
 }
 
-/// Kills every container a test left running (a failed assertion skips its stops):
-/// the pids come from the runtime state files, so this works without the daemon.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(dirs) = std::fs::read_dir(self.0.join("containers")) else { return };
-        for dir in dirs.flatten() {
-            let Ok(text) = std::fs::read_to_string(dir.path().join("state.json")) else { continue };
-            let Ok(st) = serde_json::from_str::<Value>(&text) else { continue };
-            for key in ["pid", "holder_pid"] {
-                if let Some(pid) = st[key].as_i64().filter(|p| *p > 1) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-        }
-    }
-}
-
-fn status(d: &Daemon, name: &str) -> String {
-    d.get(&format!("/1.0/instances/{name}"))["metadata"]["status"].as_str().unwrap_or("").to_string()
-}
-
-fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["exec", name, "--"];
-    args.extend_from_slice(cmd);
-    let o = d.lxc(&args);
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
-
-fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[test]
 fn lxc_lifecycle_exec_freeze_stop_delete() {

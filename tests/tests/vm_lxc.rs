@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use berth_tests::lxc::{eventually, exec, status};
 use berth_tests::{probe_program, require, Daemon, Tier};
 
 /// The test image dir, built on demand (like the engine's VM tests).
@@ -45,28 +46,6 @@ fn qemu_pid(run: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(run.join("qemu.pid")).ok()?.trim().parse().ok()?;
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     String::from_utf8_lossy(&cmd).contains("qemu").then_some(pid)
-}
-
-fn status(d: &Daemon, name: &str) -> String {
-    d.get(&format!("/1.0/instances/{name}"))["metadata"]["status"].as_str().unwrap_or("").to_string()
-}
-
-fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["exec", name, "--"];
-    args.extend_from_slice(cmd);
-    let o = d.lxc(&args);
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
-
-fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 async fn ws_connect(d: &Daemon, id: &str, secret: &str) -> tokio_tungstenite::WebSocketStream<tokio::net::UnixStream> {

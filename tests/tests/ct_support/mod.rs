@@ -5,8 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use berth_tests::lxc::{exec, Reaper};
 use berth_tests::{probe_program, probe_root, require, Daemon, Tier};
-use serde_json::Value;
 
 pub fn can_run(test: &str) -> bool {
     let probe = probe_root().and_then(|_| probe_program("busybox")).and_then(|_| probe_program("lxc"));
@@ -41,30 +42,6 @@ pub fn make_container(d: &Daemon, name: &str, config: &[&str]) {
     busybox_rootfs(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
 }
 
-/// Kills what a failed test left running (the pids come from the runtime state files).
-pub struct Reaper(pub PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(dirs) = std::fs::read_dir(self.0.join("containers")) else { return };
-        for dir in dirs.flatten() {
-            let Ok(text) = std::fs::read_to_string(dir.path().join("state.json")) else { continue };
-            let Ok(st) = serde_json::from_str::<Value>(&text) else { continue };
-            for key in ["pid", "holder_pid"] {
-                if let Some(pid) = st[key].as_i64().filter(|p| *p > 1) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-        }
-    }
-}
-
-pub fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
-    let mut args = vec!["exec", name, "--"];
-    args.extend_from_slice(cmd);
-    let o = d.lxc(&args);
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
 
 
 /// Connects a websocket of operation `id` over the daemon's unix socket.
