@@ -171,6 +171,7 @@ impl Shared {
         };
         match AgentClient::connect(&path, wait.saturating_sub(start.elapsed())) {
             Ok(a) => {
+                tracing::debug!(waited = ?start.elapsed(), "agent connected");
                 let a = Arc::new(a);
                 if self.is_current(m) {
                     *lock(&self.agent) = Some(a.clone());
