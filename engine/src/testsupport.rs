@@ -73,3 +73,38 @@ pub fn probe_program(name: &str) -> Result<(), String> {
         Err(format!("{name} is not installed"))
     }
 }
+
+/// Serializes VM test image builds within one test process.
+static VM_IMAGE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The VM test image directory (`BERTH_VM_TEST_IMAGE`, default `target/vm-test-image`),
+/// built by `tests/vm/build-test-image.sh` when any of `files` is missing from it.
+pub fn vm_test_image(files: &[&str]) -> Result<std::path::PathBuf, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target/vm-test-image"));
+    let _g = VM_IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if files.iter().any(|f| !dir.join(f).is_file()) {
+        let out = std::process::Command::new(root.join("tests/vm/build-test-image.sh"))
+            .arg(&dir)
+            .output()
+            .map_err(|e| format!("cannot run build-test-image.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("build-test-image.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    Ok(dir)
+}
+
+/// Polls `f` every 50 ms until it holds; panics naming `what` after `timeout`.
+pub fn eventually(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}

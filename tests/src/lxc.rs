@@ -2,7 +2,6 @@
 //! exec, polling, and a reaper for what a failed test leaves running.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -21,17 +20,7 @@ pub fn exec(d: &Daemon, name: &str, cmd: &[&str]) -> (i32, String, String) {
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-/// Polls `f` every 50 ms until it holds; panics naming `what` after `timeout`.
-pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+pub use berth_engine::testsupport::eventually;
 
 /// Kills every container a test left running (a failed assertion skips its
 /// stops): the pids come from the runtime state files under the data dir given,

@@ -42,13 +42,7 @@ fn busybox_rootfs(r: &Path) {
 
 /// Creates a stopped busybox container through `lxc` (config as `-c k=v`).
 fn make_container(d: &Daemon, name: &str, config: &[&str]) {
-    let mut args = vec!["init", "--empty", name];
-    for c in config {
-        args.push("-c");
-        args.push(c);
-    }
-    d.lxc_ok(&args);
-    busybox_rootfs(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
+    ct_support::make_container_with(d, name, config, busybox_rootfs);
 }
 
 

@@ -14,18 +14,7 @@ use berth_tests::{probe_program, require, Daemon, Tier};
 fn test_image() -> Result<PathBuf, String> {
     probe_program("qemu-system-x86_64")?;
     probe_program("lxc")?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE").map(PathBuf::from).unwrap_or_else(|| root.join("target/vm-test-image"));
-    if ["initrd.img", "vmlinuz", "root.qcow2", "lxd/meta.tar.gz", "lxd/root.qcow2"].iter().any(|f| !dir.join(f).is_file()) {
-        let out = std::process::Command::new(root.join("tests/vm/build-test-image.sh"))
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run build-test-image.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("build-test-image.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-    }
-    Ok(dir)
+    berth_engine::testsupport::vm_test_image(&["initrd.img", "vmlinuz", "root.qcow2", "lxd/meta.tar.gz", "lxd/root.qcow2"])
 }
 
 /// Kills every QEMU a test left running (pids from the run dirs; works without berthd).

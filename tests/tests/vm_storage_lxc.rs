@@ -407,13 +407,7 @@ fn vm_export_import_round_trip_on_btrfs_optimized() {
 /// The VM test image directory (`BERTH_VM_TEST_IMAGE` or target/vm-test-image), built when
 /// missing, as the qemu-tier tests of berth_engine::vm do.
 fn vm_test_image() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE").map(PathBuf::from).unwrap_or_else(|| root.join("target/vm-test-image"));
-    if !dir.join("vmlinuz").is_file() || !dir.join("initrd.img").is_file() || !dir.join("root.qcow2").is_file() {
-        let out = Command::new(root.join("tests/vm/build-test-image.sh")).arg(&dir).output().expect("build-test-image.sh");
-        assert!(out.status.success(), "build-test-image.sh: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    dir
+    berth_engine::testsupport::vm_test_image(&["vmlinuz", "initrd.img", "root.qcow2"]).expect("build-test-image.sh")
 }
 
 #[test]

@@ -8,14 +8,10 @@ use super::machine::{Machine, MemoryUpdate, ShutdownOutcome};
 use crate::testsupport::{probe_program, require, Tier};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub(crate) const QEMU: &str = "qemu-system-x86_64";
 const APPEND: &str = "console=ttyS0 quiet panic=-1";
-
-/// Serializes image builds between tests.
-static IMAGE_LOCK: Mutex<()> = Mutex::new(());
 
 pub(crate) fn qemu_path() -> PathBuf {
     PathBuf::from(QEMU)
@@ -24,21 +20,7 @@ pub(crate) fn qemu_path() -> PathBuf {
 /// The test image directory, building it when missing.
 pub(crate) fn test_image() -> Result<PathBuf, String> {
     probe_program(QEMU)?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = std::env::var_os("BERTH_VM_TEST_IMAGE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/vm-test-image"));
-    let _g = IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !dir.join("initrd.img").is_file() || !dir.join("vmlinuz").is_file() {
-        let out = std::process::Command::new(root.join("tests/vm/build-test-image.sh"))
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run build-test-image.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("build-test-image.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-    }
-    Ok(dir)
+    crate::testsupport::vm_test_image(&["initrd.img", "vmlinuz"])
 }
 
 pub(crate) fn image_spec(name: &str, image: &Path, config: &[(&str, &str)], disk: Option<&Path>) -> VmSpec {

@@ -140,17 +140,7 @@ pub fn write_all(fd: &impl AsRawFd, data: &[u8]) {
     assert_eq!(n as usize, data.len());
 }
 
-/// Waits until `f` holds.
-pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+pub use berth_engine::testsupport::eventually;
 
 pub fn devices(list: &[(&str, &[(&str, &str)])]) -> berth_engine::config::Devices {
     list.iter()

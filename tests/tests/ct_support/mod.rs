@@ -33,13 +33,19 @@ pub fn busybox_rootfs(r: &Path) {
 }
 
 pub fn make_container(d: &Daemon, name: &str, config: &[&str]) {
+    make_container_with(d, name, config, busybox_rootfs);
+}
+
+/// Creates a stopped container through `lxc init --empty` (config as `-c k=v`) and
+/// fills its rootfs with `fill`.
+pub fn make_container_with(d: &Daemon, name: &str, config: &[&str], fill: fn(&Path)) {
     let mut args = vec!["init", "--empty", name];
     for c in config {
         args.push("-c");
         args.push(c);
     }
     d.lxc_ok(&args);
-    busybox_rootfs(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
+    fill(&d.data_dir().join("storage-pools/default/containers").join(name).join("rootfs"));
 }
 
 
