@@ -205,3 +205,96 @@ fn qemu_vm_lxc_lifecycle() {
     d.lxc_ok(&["delete", "v1"]);
     assert!(!d.data_dir().join("storage-pools/default/virtual-machines/v1").exists());
 }
+
+/// A host bridge with a network namespace plugged into it (169.254.89.2/24 on its `eth0`),
+/// all removed on drop. Nothing leaves the machine: the bridge has no address or uplink.
+struct BridgeWithPeer {
+    bridge: String,
+    netns: String,
+}
+
+impl BridgeWithPeer {
+    fn new() -> BridgeWithPeer {
+        let id = std::process::id() % 100000;
+        let b = BridgeWithPeer { bridge: format!("btvb{id}"), netns: format!("btvn{id}") };
+        let (host_end, peer) = (format!("btvh{id}"), format!("btvp{id}"));
+        let ns = b.netns.as_str();
+        for args in [
+            vec!["link", "add", &b.bridge, "type", "bridge"],
+            vec!["link", "set", &b.bridge, "up"],
+            vec!["netns", "add", ns],
+            vec!["link", "add", &host_end, "type", "veth", "peer", "name", &peer],
+            vec!["link", "set", &host_end, "master", &b.bridge, "up"],
+            vec!["link", "set", &peer, "netns", ns],
+            vec!["-n", ns, "link", "set", &peer, "name", "eth0"],
+            vec!["-n", ns, "addr", "add", "169.254.89.2/24", "dev", "eth0"],
+            vec!["-n", ns, "link", "set", "eth0", "up"],
+            vec!["-n", ns, "link", "set", "lo", "up"],
+        ] {
+            let ok = std::process::Command::new("ip").args(&args).status().unwrap().success();
+            assert!(ok, "ip {args:?}");
+        }
+        b
+    }
+}
+
+impl Drop for BridgeWithPeer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    std::process::Command::new("ip").args(["link", "show", "dev", name]).output().unwrap().status.success()
+}
+
+/// A bridged nic on a VM: a tap QEMU creates, plugged into the bridge, a virtio-net device in
+/// the guest with the instance's MAC, traffic both ways to a namespace on the same bridge,
+/// and nothing left behind after the stop.
+#[test]
+fn qemu_vm_bridged_nic() {
+    let image = test_image();
+    if !require("qemu_vm_bridged_nic", Tier::Qemu, image.as_ref().map(drop).map_err(Clone::clone)) {
+        return;
+    }
+    let image = image.unwrap();
+    let net = BridgeWithPeer::new();
+    let d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    let (meta, disk) = (image.join("lxd/meta.tar.gz"), image.join("lxd/root.qcow2"));
+    d.lxc_ok(&["image", "import", meta.to_str().unwrap(), disk.to_str().unwrap(), "--alias", "vmtest"]);
+    d.lxc_ok(&["init", "vmtest", "vn", "--vm", "-c", "limits.memory=256MiB"]);
+    d.lxc_ok(&["config", "device", "add", "vn", "eth0", "nic", "nictype=bridged", &format!("parent={}", net.bridge)]);
+    d.lxc_ok(&["start", "vn"]);
+
+    let config = d.get("/1.0/instances/vn")["metadata"]["config"].clone();
+    let tap = config["volatile.eth0.host_name"].as_str().unwrap_or("").to_string();
+    let hwaddr = config["volatile.eth0.hwaddr"].as_str().unwrap_or("").to_string();
+    assert!(tap.starts_with("tap") && !hwaddr.is_empty(), "{config}");
+    let master = std::fs::read_link(format!("/sys/class/net/{tap}/master")).unwrap();
+    assert_eq!(master.file_name().unwrap().to_str(), Some(net.bridge.as_str()));
+
+    // The image loads virtio_net in the background; then the guest's eth0 carries the MAC.
+    let setup = "for i in $(seq 300); do [ -e /sys/class/net/eth0 ] && break; sleep 0.1; done; \
+                 cat /sys/class/net/eth0/address && ip addr add 169.254.89.1/24 dev eth0 && ip link set eth0 up";
+    let (code, out, err) = exec(&d, "vn", &["sh", "-c", setup]);
+    assert_eq!((code, out.trim()), (0, hwaddr.as_str()), "{err}");
+    let (code, out, err) = exec(&d, "vn", &["ping", "-c", "2", "-W", "10", "169.254.89.2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ping = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.netns, "busybox", "ping", "-c", "1", "-W", "10", "169.254.89.1"])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{}{}", String::from_utf8_lossy(&ping.stdout), String::from_utf8_lossy(&ping.stderr));
+    let st = d.get("/1.0/instances/vn/state")["metadata"].clone();
+    assert_eq!(st["network"]["eth0"]["hwaddr"], hwaddr.as_str(), "{st}");
+    assert_eq!(st["network"]["eth0"]["host_name"], tap.as_str(), "{st}");
+    assert!(st["network"]["eth0"]["counters"]["packets_received"].as_u64().unwrap() >= 2, "{st}");
+
+    d.lxc_ok(&["stop", "--force", "vn"]);
+    assert!(!link_exists(&tap), "tap {tap} left after the stop");
+    let config = d.get("/1.0/instances/vn")["metadata"]["config"].clone();
+    assert_eq!(config["volatile.eth0.host_name"].as_str().unwrap_or(""), "", "{config}");
+    assert_eq!(config["volatile.eth0.hwaddr"], hwaddr.as_str(), "the MAC is kept");
+}

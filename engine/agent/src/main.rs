@@ -63,6 +63,7 @@ fn serve(file: File) {
     let tx = Sender(Arc::new(Mutex::new(wfile)));
     let mut reader = BufReader::new(file);
     let mut streams: HashMap<u32, Stream> = HashMap::new();
+    tx.send(&Msg::Ready { version: berth_agent::PROTOCOL_VERSION }, &[]);
     loop {
         match proto::read_frame(&mut reader) {
             Ok(frame) => dispatch(frame, &tx, &mut streams),

@@ -156,6 +156,10 @@ pub enum Msg {
     Hello { nonce: u64, version: u32 },
     /// Guest → host: answer to [`Msg::Hello`].
     HelloReply { nonce: u64, version: u32, hostname: String },
+    /// Guest → host: the agent has just opened its port. A waiting host sends its hello at
+    /// once instead of at its next interval (QEMU may hold a hello written before the port
+    /// was open until more data arrives). Hosts that do not know it skip it.
+    Ready { version: u32 },
     /// Host → guest: run a command on `stream`.
     Exec { stream: u32, spec: ExecSpec },
     /// Guest → host: the command runs with this pid.
@@ -195,11 +199,11 @@ pub enum Msg {
 }
 
 impl Msg {
-    /// The stream a message belongs to (hello messages have none).
+    /// The stream a message belongs to (hello and ready messages have none).
     pub fn stream(&self) -> Option<u32> {
         use Msg::*;
         match self {
-            Hello { .. } | HelloReply { .. } => None,
+            Hello { .. } | HelloReply { .. } | Ready { .. } => None,
             Exec { stream, .. }
             | Started { stream, .. }
             | Stdin { stream }
@@ -341,5 +345,6 @@ mod tests {
         assert_eq!(v["spec"]["argv"][0], "uname");
         assert_eq!(msg.stream(), Some(1));
         assert_eq!(Msg::Hello { nonce: 1, version: 1 }.stream(), None);
+        assert_eq!(Msg::Ready { version: 1 }.stream(), None);
     }
 }

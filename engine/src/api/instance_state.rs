@@ -1,6 +1,7 @@
 //! Instance power: `PUT /1.0/instances/N/state` (start, stop, restart, freeze,
 //! unfreeze), the bulk `PUT /1.0/instances {"state":…}`, and the live `InstanceState`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -165,6 +166,19 @@ pub fn render(p: PowerState, st: Option<&State>) -> Value {
     })
 }
 
+/// Fills `host_name` of the interfaces that carry a nic's `volatile.<dev>.hwaddr`.
+fn set_host_names(network: &mut serde_json::Map<String, Value>, config: &BTreeMap<String, String>) {
+    for (key, hwaddr) in config {
+        let Some(dev) = key.strip_prefix("volatile.").and_then(|k| k.strip_suffix(".hwaddr")) else { continue };
+        let Some(host) = config.get(&format!("volatile.{dev}.host_name")).filter(|h| !h.is_empty()) else { continue };
+        for iface in network.values_mut() {
+            if iface["hwaddr"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(hwaddr)) {
+                iface["host_name"] = json!(host);
+            }
+        }
+    }
+}
+
 /// The state of one instance (blocking).
 pub fn state_of(d: &Daemon, project: &str, name: &str) -> Result<Value> {
     let p = d.model().power(project, name);
@@ -173,8 +187,13 @@ pub fn state_of(d: &Daemon, project: &str, name: &str) -> Result<Value> {
     }
     let st = d.instance_state(project, name)?;
     let mut v = render(p, st.as_ref());
-    // host_name of each nic from volatile.<dev>.host_name is not per-interface inside;
-    // leave it empty like LXD does for interfaces it cannot match.
+    // As LXD: an interface whose MAC is a nic's volatile.<dev>.hwaddr shows that nic's
+    // host-side name (guests name their interfaces themselves).
+    if let Some(rec) = d.model().instance(project, name) {
+        if let Some(net) = v["network"].as_object_mut() {
+            set_host_names(net, &rec.config);
+        }
+    }
     if st.is_none() {
         v["status"] = json!(PowerState::Stopped.name());
         v["status_code"] = json!(PowerState::Stopped.code());
@@ -252,4 +271,28 @@ pub fn apply_live(v: &mut Value, st: &Value) {
     v["status"] = st["status"].clone();
     v["status_code"] = st["status_code"].clone();
     v["state"] = st.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_follow_the_nic_mac() {
+        let mut net = serde_json::Map::new();
+        net.insert("enp5s0".into(), json!({"hwaddr": "00:16:3E:AA:BB:CC", "host_name": ""}));
+        net.insert("lo".into(), json!({"hwaddr": "", "host_name": ""}));
+        let config: BTreeMap<String, String> = [
+            ("volatile.eth0.hwaddr", "00:16:3e:aa:bb:cc"),
+            ("volatile.eth0.host_name", "tap1234"),
+            ("volatile.eth1.hwaddr", "00:16:3e:00:00:01"),
+            ("volatile.eth1.host_name", "tap5678"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        set_host_names(&mut net, &config);
+        assert_eq!(net["enp5s0"]["host_name"], "tap1234");
+        assert_eq!(net["lo"]["host_name"], "");
+    }
 }

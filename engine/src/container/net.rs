@@ -23,6 +23,16 @@ pub struct NicPlan {
 
 impl NicPlan {
     pub(crate) fn from_device(config: &BTreeMap<String, String>, dev: &str, d: &BTreeMap<String, String>) -> Result<Self, Error> {
+        Self::from_device_as(config, dev, d, "veth")
+    }
+
+    /// Like `from_device`; a host name not set by `host_name` or volatile gets `prefix`.
+    pub(crate) fn from_device_as(
+        config: &BTreeMap<String, String>,
+        dev: &str,
+        d: &BTreeMap<String, String>,
+        prefix: &str,
+    ) -> Result<Self, Error> {
         let bad = |r: &str| Error::Device { device: dev.to_string(), reason: r.to_string() };
         let get = |k: &str| d.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let nictype = get("nictype").unwrap_or(if get("network").is_some() { "network" } else { "" });
@@ -31,7 +41,7 @@ impl NicPlan {
         }
         let parent = get("parent").ok_or_else(|| bad("missing parent"))?.to_string();
         let vol = |k: &str| config.get(&format!("volatile.{dev}.{k}")).filter(|v| !v.is_empty()).cloned();
-        let host_name = get("host_name").map(str::to_string).or_else(|| vol("host_name")).unwrap_or_else(|| random_name("veth"));
+        let host_name = get("host_name").map(str::to_string).or_else(|| vol("host_name")).unwrap_or_else(|| random_name(prefix));
         let mtu = match get("mtu") {
             Some(m) => Some(m.parse().map_err(|_| bad("invalid mtu"))?),
             None => None,
@@ -96,6 +106,16 @@ pub(crate) fn attach(nic: &NicPlan, pid: i32, netns: BorrowedFd<'_>) -> Result<(
         detach(&nic.host_name);
     }
     res
+}
+
+/// Plugs an existing host interface (a VM's tap, created by QEMU) into the nic's bridge and
+/// brings it up.
+pub(crate) fn plug(nic: &NicPlan) -> Result<(), Error> {
+    if let Some(mtu) = nic.mtu {
+        ip(&["link", "set", "dev", &nic.host_name, "mtu", &mtu.to_string()], None)?;
+    }
+    ip(&["link", "set", "dev", &nic.host_name, "master", &nic.parent, "up"], None)?;
+    Ok(())
 }
 
 /// Deletes a host-side veth if it still exists (it vanishes with the namespace anyway).

@@ -20,7 +20,8 @@ use super::{
 };
 use crate::config::Devices;
 use crate::vm::agent::{AgentClient, ExecSpec, WinSize};
-use crate::vm::{Machine, MachineError, RunPaths, ShutdownOutcome, VmSpec};
+use crate::container::net::{self, NicPlan};
+use crate::vm::{Machine, MachineError, Nic, RunPaths, ShutdownOutcome, VmSpec};
 
 use super::container::chain;
 
@@ -215,6 +216,27 @@ impl VmInstance {
             .map_err(|e| Error::Invalid(format!("Invalid VM configuration: {}", chain(&e))))
     }
 
+    /// The bridged nics to give QEMU (taps named `tap…`); other devices besides the root
+    /// disk are not attached to VMs yet (logged).
+    fn nic_plans(&self) -> Result<Vec<NicPlan>, Error> {
+        let a = lock(&self.args);
+        let mut nics = Vec::new();
+        let mut ignored = Vec::new();
+        for (name, d) in &a.devices {
+            match d.get("type").map(String::as_str) {
+                Some("nic") => nics.push(
+                    NicPlan::from_device_as(&a.config, name, d, "tap").map_err(|e| Error::Invalid(chain(&e)))?,
+                ),
+                _ if crate::config::is_root_disk(d) => {}
+                _ => ignored.push(name.as_str()),
+            }
+        }
+        if !ignored.is_empty() {
+            tracing::warn!(instance = %a.name, devices = ?ignored, "VM devices other than the root disk and nics are not attached yet");
+        }
+        Ok(nics)
+    }
+
     fn forget_machine(&self) {
         *lock(&self.machine) = None;
         self.shared.set_current(None);
@@ -250,19 +272,16 @@ impl Instance for VmInstance {
         if self.running().is_ok() {
             return Err(Error::AlreadyRunning);
         }
-        let spec = self.spec()?;
-        {
-            let a = lock(&self.args);
-            let ignored: Vec<&str> =
-                a.devices.iter().filter(|(_, d)| !crate::config::is_root_disk(d)).map(|(n, _)| n.as_str()).collect();
-            if !ignored.is_empty() {
-                tracing::warn!(instance = %a.name, devices = ?ignored, "VM devices other than the root disk are not attached yet");
-            }
-        }
+        let mut spec = self.spec()?;
+        let nics = self.nic_plans()?;
+        spec.nics = nics.iter().map(|n| Nic { ifname: n.host_name.clone(), mac: n.hwaddr.clone() }).collect();
         let m = Arc::new(Machine::start(&self.qemu, &spec, self.paths.clone()).map_err(m_err("Failed to start VM"))?);
         *lock(&self.machine) = Some(m.clone());
         self.shared.set_current(Some(&m));
-        if let Err(reason) = hooks.hook(Hook::OnStart) {
+        let plugged = nics.iter().try_for_each(|n| {
+            net::plug(n).map_err(|e| format!("nic {}: {}", n.device, chain(&e)))
+        });
+        if let Err(reason) = plugged.and_then(|()| hooks.hook(Hook::OnStart)) {
             let _ = m.stop();
             self.forget_machine();
             return Err(Error::Failed { action: "Failed to start VM".into(), reason });
@@ -270,6 +289,9 @@ impl Instance for VmInstance {
         self.prewarm(&m);
         let mut rec = StartRecord::default();
         rec.volatile.insert("volatile.last_state.power".into(), "RUNNING".into());
+        for n in &nics {
+            rec.volatile.insert(format!("volatile.{}.host_name", n.device), n.host_name.clone());
+        }
         Ok(rec)
     }
 

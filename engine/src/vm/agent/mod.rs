@@ -110,6 +110,12 @@ pub struct AgentClient {
 impl AgentClient {
     /// Connects to the agent socket and waits up to `wait` for the agent to answer.
     pub fn connect(path: &Path, wait: Duration) -> Result<AgentClient, AgentError> {
+        Self::connect_every(path, wait, HELLO_INTERVAL)
+    }
+
+    /// [`AgentClient::connect`], repeating the hello every `interval` (and at once when the
+    /// agent says it is ready).
+    fn connect_every(path: &Path, wait: Duration, interval: Duration) -> Result<AgentClient, AgentError> {
         let start = Instant::now();
         let not_ready = || AgentError::NotReady { path: path.to_path_buf(), waited: start.elapsed() };
         let stream = loop {
@@ -125,18 +131,20 @@ impl AgentClient {
         let mut reader = BufReader::new(stream.try_clone()?);
         // Short: QEMU may hold a hello written before the guest opened its port until more
         // data arrives, so hellos repeat often (the agent answers each; extras are ignored).
-        stream.set_read_timeout(Some(HELLO_INTERVAL / 2))?;
+        stream.set_read_timeout(Some((interval / 2).min(HELLO_INTERVAL)))?;
         let mut last_hello: Option<Instant> = None;
         let hostname = loop {
             if start.elapsed() >= wait {
                 return Err(not_ready());
             }
-            if last_hello.is_none_or(|t| t.elapsed() >= HELLO_INTERVAL) {
+            if last_hello.is_none_or(|t| t.elapsed() >= interval) {
                 proto::write_frame(&mut writer, &Msg::Hello { nonce, version: berth_agent::PROTOCOL_VERSION }, &[])?;
                 last_hello = Some(Instant::now());
             }
             match proto::read_frame(&mut reader) {
                 Ok(Frame { msg: Msg::HelloReply { nonce: n, hostname, .. }, .. }) if n == nonce => break hostname,
+                // The agent just opened its port: say hello now.
+                Ok(Frame { msg: Msg::Ready { .. }, .. }) => last_hello = None,
                 Ok(_) => {} // stale frames from an earlier session
                 Err(ProtoError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(ProtoError::Json(_) | ProtoError::TooLarge { .. }) => {}

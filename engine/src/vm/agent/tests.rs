@@ -39,6 +39,29 @@ fn not_ready_after_bounded_wait() {
     assert!(e.to_string().contains("not ready"));
 }
 
+/// The agent's `Ready` makes the host say hello at once: with a 1 h hello interval, a
+/// connect that only answered on its timer could never finish.
+#[test]
+fn ready_from_the_agent_triggers_a_hello_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let t = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        // The first hello is "held by QEMU": dropped unanswered; then the agent opens its port.
+        assert!(matches!(proto::read_frame(&mut r).unwrap().msg, Msg::Hello { .. }));
+        proto::write_frame(&mut w, &Msg::Ready { version: 1 }, &[]).unwrap();
+        let Msg::Hello { nonce, .. } = proto::read_frame(&mut r).unwrap().msg else { panic!("expected a hello") };
+        proto::write_frame(&mut w, &Msg::HelloReply { nonce, version: 1, hostname: "ready".into() }, &[]).unwrap();
+        r
+    });
+    let c = AgentClient::connect_every(&path, Duration::from_secs(20), Duration::from_secs(3600)).unwrap();
+    assert_eq!(c.hostname, "ready");
+    drop(t.join().unwrap());
+}
+
 #[test]
 fn exec_roundtrip_and_errors() {
     let dir = tempfile::tempdir().unwrap();
