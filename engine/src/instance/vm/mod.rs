@@ -160,7 +160,8 @@ impl Shared {
                 Err(std::sync::TryLockError::WouldBlock) if start.elapsed() >= wait => {
                     return Err(not_ready(format!("no answer after {wait:?}")))
                 }
-                Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(5)),
+                // Short: an exec waiting here runs as soon as the connect is made.
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
             }
         };
         if let Some(a) = self.cached() {

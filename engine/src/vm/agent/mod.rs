@@ -22,8 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Default bound on waiting for the agent (configurable per call).
 pub const DEFAULT_READY_WAIT: Duration = Duration::from_secs(30);
-/// How often `connect` repeats its hello while the guest agent is not up.
-const HELLO_INTERVAL: Duration = Duration::from_millis(50);
+/// How often `connect` repeats its hello while the guest agent is not up. Rarely: a booting
+/// guest's port is closed, so every hello waits in the socket and reaches the agent at once
+/// when it opens the port (each one answered); the agent's `Ready` brings a fresh hello
+/// without waiting, so the interval only matters for agents that do not send it.
+const HELLO_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a request waits for its reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -129,9 +132,8 @@ impl AgentClient {
         let nonce = nanos ^ u64::from(std::process::id()) << 32;
         let mut writer = stream.try_clone()?;
         let mut reader = BufReader::new(stream.try_clone()?);
-        // Short: QEMU may hold a hello written before the guest opened its port until more
-        // data arrives, so hellos repeat often (the agent answers each; extras are ignored).
-        stream.set_read_timeout(Some((interval / 2).min(HELLO_INTERVAL)))?;
+        // Short reads: the loop also watches the deadline and the hello interval.
+        stream.set_read_timeout(Some((interval / 2).min(Duration::from_millis(25))))?;
         let mut last_hello: Option<Instant> = None;
         let hostname = loop {
             if start.elapsed() >= wait {
