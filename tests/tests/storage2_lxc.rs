@@ -115,6 +115,32 @@ fn backup_is_frozen_at_creation_on_dir() {
     backup_is_frozen_at_creation(&d, "default", false);
 }
 
+/// A crash between a backup's copy and its record leaves a hidden volume nothing refers to;
+/// the next start removes it and keeps the ones backups hold.
+#[test]
+fn orphaned_backup_volumes_are_swept_at_start() {
+    if !ready("orphaned_backup_volumes_are_swept_at_start") {
+        return;
+    }
+    let mut d = Daemon::start();
+    import_busybox(&d);
+    d.lxc_ok(&["init", "bb", "o1"]);
+    let r = d.req("POST", "/1.0/instances/o1/backups", Some(json!({"name": "kept"})));
+    d.wait_op(&r);
+    d.lxc_ok(&["snapshot", "o1"]); // freezes "kept" into its hidden volume
+    let kept = backup_volumes(&d, "default");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let containers = d.data_dir().join("storage-pools/default/containers");
+    let orphan = containers.join(".backup-00000000deadbeef");
+    let st = Command::new("cp").arg("-a").arg(containers.join(&kept[0])).arg(&orphan).status().expect("cp");
+    assert!(st.success());
+    d.kill9();
+    d.spawn();
+    assert_eq!(backup_volumes(&d, "default"), kept, "the orphan is removed, the held volume kept");
+    let r = d.raw("GET", "/1.0/instances/o1/backups/kept/export", &[], Vec::new());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[test]
 fn backup_is_frozen_at_creation_on_btrfs_optimized() {
     if !btrfs_ready("backup_is_frozen_at_creation_on_btrfs_optimized") {

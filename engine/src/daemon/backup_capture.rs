@@ -8,6 +8,8 @@
 //! `lxc export` of a stopped instance writes no copy at all. Deleting or expiring the
 //! backup, or deleting its instance, removes the hidden volume.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::backups::BackupRecord;
@@ -85,6 +87,38 @@ impl Daemon {
             res?;
         }
         Ok(())
+    }
+
+    /// On start, before serving: removes the hidden `.backup-*` volumes that no backup
+    /// record holds. A crash between a copy and its record (or during an export's
+    /// temporary copy) leaves one; nothing acknowledged refers to it.
+    pub fn sweep_backup_volumes(&self) {
+        let held: HashSet<(String, String)> = {
+            let m = self.model();
+            let instance = m.backups.values().filter_map(|b| b.captured.as_ref()).map(|c| (c.pool.clone(), c.volume.clone()));
+            let custom = m.volume_backups.values().map(|b| (b.pool.clone(), b.frozen.clone()));
+            instance.chain(custom).collect()
+        };
+        let pools: Vec<String> = self.pools.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for pool in pools {
+            let Ok(driver) = self.pool_driver(&pool) else { continue };
+            let vols = match driver.list_backup_volumes() {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(pool = %pool, error = %e, "listing volumes for the backup sweep");
+                    continue;
+                }
+            };
+            for vol in vols {
+                if held.contains(&(pool.clone(), vol.name.clone())) {
+                    continue;
+                }
+                match driver.delete_volume(&vol) {
+                    Ok(()) => tracing::info!(pool = %pool, volume = %vol.name, "removed an orphaned backup volume"),
+                    Err(e) => tracing::warn!(pool = %pool, volume = %vol.name, error = %e, "removing an orphaned backup volume"),
+                }
+            }
+        }
     }
 
     /// Removes a backup's hidden volume (logged, not fatal: the record is already gone).

@@ -354,9 +354,11 @@ impl Daemon {
         }
     }
 
-    /// On daemon start: adopts instances left running, cleans up those that died while
-    /// the daemon was away, and starts `boot.autostart` ones.
+    /// On daemon start: removes orphaned backup volumes, adopts instances left running,
+    /// cleans up those that died while the daemon was away, and starts `boot.autostart`
+    /// ones.
     pub fn start_runtime(self: &Arc<Self>) {
+        self.sweep_backup_volumes();
         let recs: Vec<InstanceRecord> = self.model().instances.values().cloned().collect();
         for rec in recs {
             let key = scoped_key(&rec.project, &rec.name);

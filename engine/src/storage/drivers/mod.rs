@@ -212,6 +212,10 @@ pub trait Driver: Send + Sync {
     fn list_volumes(&self) -> Result<Vec<Volume>> {
         util::list_volumes(&self.spec().mount_path())
     }
+    /// The hidden backup volumes (`.backup-*`, see `daemon::backup_capture`).
+    fn list_backup_volumes(&self) -> Result<Vec<Volume>> {
+        util::list_backup_volumes(&self.spec().mount_path())
+    }
 
     // Snapshots.
     /// Takes a snapshot of the volume.

@@ -226,6 +226,28 @@ pub fn list_volumes(root: &Path) -> Result<Vec<Volume>> {
     Ok(out)
 }
 
+/// The hidden backup volumes (`.backup-*`) of a pool, which `list_volumes` leaves out.
+pub fn list_backup_volumes(root: &Path) -> Result<Vec<Volume>> {
+    let mut out = Vec::new();
+    for vtype in VolumeType::ALL {
+        let dir = root.join(vtype.dir_name());
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("readdir", &dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("readdir", &dir, e))?;
+            let Some(storage) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let (project, name) = split_storage_name(vtype, &storage);
+            if name.starts_with(".backup-") {
+                out.push(Volume::in_project(vtype, &project, &name));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Creates the per-type directories of a pool.
 pub fn create_layout(root: &Path) -> Result<()> {
     ensure_dir(root, 0o711)?;
