@@ -251,11 +251,12 @@ fn link_exists(name: &str) -> bool {
 
 /// A bridged nic on a VM: a tap QEMU creates, plugged into the bridge, a virtio-net device in
 /// the guest with the instance's MAC, traffic both ways to a namespace on the same bridge,
-/// and nothing left behind after the stop.
+/// and nothing left behind after the stop. A host file as a read-only disk device; a
+/// directory disk is refused with a clear error.
 #[test]
-fn qemu_vm_bridged_nic() {
+fn qemu_vm_bridged_nic_and_disk() {
     let image = test_image();
-    if !require("qemu_vm_bridged_nic", Tier::Qemu, image.as_ref().map(drop).map_err(Clone::clone)) {
+    if !require("qemu_vm_bridged_nic_and_disk", Tier::Qemu, image.as_ref().map(drop).map_err(Clone::clone)) {
         return;
     }
     let image = image.unwrap();
@@ -266,6 +267,18 @@ fn qemu_vm_bridged_nic() {
     d.lxc_ok(&["image", "import", meta.to_str().unwrap(), disk.to_str().unwrap(), "--alias", "vmtest"]);
     d.lxc_ok(&["init", "vmtest", "vn", "--vm", "-c", "limits.memory=256MiB"]);
     d.lxc_ok(&["config", "device", "add", "vn", "eth0", "nic", "nictype=bridged", &format!("parent={}", net.bridge)]);
+    let img = d.data_dir().join("disk.img");
+    let mut bytes = b"BERTH-DISK-42".to_vec();
+    bytes.resize(1 << 20, 0);
+    std::fs::write(&img, &bytes).unwrap();
+    d.lxc_ok(&["config", "device", "add", "vn", "data", "disk", &format!("source={}", img.display()), "readonly=true"]);
+    // A directory would need a share (9p/virtiofs): refused, not silently left out.
+    d.lxc_ok(&["init", "vmtest", "vd", "--vm"]);
+    d.lxc_ok(&["config", "device", "add", "vd", "dir", "disk", &format!("source={}", d.data_dir().display()), "path=/mnt"]);
+    let o = d.lxc(&["start", "vd"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("directory shares are not supported"), "{err}");
+    assert_eq!(status(&d, "vd"), "Stopped");
     d.lxc_ok(&["start", "vn"]);
 
     let config = d.get("/1.0/instances/vn")["metadata"]["config"].clone();
@@ -287,6 +300,10 @@ fn qemu_vm_bridged_nic() {
         .output()
         .unwrap();
     assert!(ping.status.success(), "{}{}", String::from_utf8_lossy(&ping.stdout), String::from_utf8_lossy(&ping.stderr));
+    let disk = "for i in $(seq 300); do [ -e /sys/block/vdb ] && break; sleep 0.1; done; \
+                cat /sys/block/vdb/serial; echo; cat /sys/block/vdb/ro; head -c 13 /dev/vdb";
+    let (code, out, err) = exec(&d, "vn", &["sh", "-c", disk]);
+    assert_eq!((code, out.as_str()), (0, "data\n1\nBERTH-DISK-42"), "{err}");
     let st = d.get("/1.0/instances/vn/state")["metadata"].clone();
     assert_eq!(st["network"]["eth0"]["hwaddr"], hwaddr.as_str(), "{st}");
     assert_eq!(st["network"]["eth0"]["host_name"], tap.as_str(), "{st}");

@@ -42,6 +42,18 @@ pub struct Disk {
     pub format: DiskFormat,
 }
 
+/// A host file or block device given to the guest as a virtio disk (LXD's `disk` device
+/// with a host path `source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraDisk {
+    /// The device name; the guest sees it as the disk's serial (at most 20 bytes).
+    pub name: String,
+    /// Host path, attached raw.
+    pub path: PathBuf,
+    /// Read-only for the guest.
+    pub readonly: bool,
+}
+
 /// Direct kernel boot (no firmware boot loader): from image metadata or `user.boot.*` keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectBoot {
@@ -93,6 +105,8 @@ pub struct VmSpec {
     pub balloon: bool,
     /// Network interfaces, in device order.
     pub nics: Vec<Nic>,
+    /// Disks besides the root disk, in device order.
+    pub disks: Vec<ExtraDisk>,
     /// `raw.qemu`, already split into words, appended last.
     pub raw_qemu: Vec<String>,
 }
@@ -149,6 +163,7 @@ impl VmSpec {
             console: Console::Socket,
             balloon: true,
             nics: Vec::new(),
+            disks: Vec::new(),
             raw_qemu,
         })
     }
@@ -250,6 +265,12 @@ pub fn build_args(spec: &VmSpec, paths: &RunPaths) -> Vec<String> {
         let drive = format!("file={},format={fmt},if=none,id=root,discard=unmap", opt_escape(&disk.path));
         push(&["-drive", &drive, "-device", "virtio-blk-pci,drive=root,id=root-disk,bootindex=1"]);
     }
+    for (i, disk) in spec.disks.iter().enumerate() {
+        let ro = if disk.readonly { "on" } else { "off" };
+        let drive = format!("file={},format=raw,if=none,id=disk{i},readonly={ro}", opt_escape(&disk.path));
+        let serial: String = disk.name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(20).collect();
+        push(&["-drive", &drive, "-device", &format!("virtio-blk-pci,drive=disk{i},id=disk{i}-dev,serial={serial}")]);
+    }
     if let Some(boot) = &spec.boot {
         push(&["-kernel", &boot.kernel.to_string_lossy()]);
         if let Some(initrd) = &boot.initrd {
@@ -315,6 +336,20 @@ mod tests {
         assert!(has_pair(&a, "-netdev", "tap,id=net1,ifname=tap,,x,script=no,downscript=no"));
         assert!(has_pair(&a, "-device", "virtio-net-pci,netdev=net1,id=nic1"));
         assert!(!build_args(&spec(), &RunPaths::new("/r")).contains(&"-netdev".to_string()));
+    }
+
+    #[test]
+    fn extra_disks_are_raw_virtio_blk_with_the_device_name_as_serial() {
+        let mut s = spec();
+        s.disks = vec![
+            ExtraDisk { name: "data".into(), path: "/srv/a,b.img".into(), readonly: true },
+            ExtraDisk { name: "a,b=c very-long-device-name".into(), path: "/dev/sdz".into(), readonly: false },
+        ];
+        let a = build_args(&s, &RunPaths::new("/r"));
+        assert!(has_pair(&a, "-drive", "file=/srv/a,,b.img,format=raw,if=none,id=disk0,readonly=on"));
+        assert!(has_pair(&a, "-device", "virtio-blk-pci,drive=disk0,id=disk0-dev,serial=data"));
+        assert!(has_pair(&a, "-drive", "file=/dev/sdz,format=raw,if=none,id=disk1,readonly=off"));
+        assert!(has_pair(&a, "-device", "virtio-blk-pci,drive=disk1,id=disk1-dev,serial=abcvery-long-device-"));
     }
 
     #[test]

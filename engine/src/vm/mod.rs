@@ -21,7 +21,7 @@ pub mod qmp;
 pub mod units;
 
 pub use accel::{Accel, AccelSetting};
-pub use cmdline::{Console, DirectBoot, Disk, DiskFormat, Nic, RunPaths, VmSpec};
+pub use cmdline::{Console, DirectBoot, Disk, DiskFormat, ExtraDisk, Nic, RunPaths, VmSpec};
 pub use machine::{Machine, MachineError, MachineState, MemoryUpdate, ShutdownOutcome};
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::{
 use crate::config::Devices;
 use crate::vm::agent::{AgentClient, ExecSpec, WinSize};
 use crate::container::net::{self, NicPlan};
-use crate::vm::{Machine, MachineError, Nic, RunPaths, ShutdownOutcome, VmSpec};
+use crate::vm::{ExtraDisk, Machine, MachineError, Nic, RunPaths, ShutdownOutcome, VmSpec};
 
 use super::container::chain;
 
@@ -217,25 +217,26 @@ impl VmInstance {
             .map_err(|e| Error::Invalid(format!("Invalid VM configuration: {}", chain(&e))))
     }
 
-    /// The bridged nics to give QEMU (taps named `tap…`); other devices besides the root
-    /// disk are not attached to VMs yet (logged).
-    fn nic_plans(&self) -> Result<Vec<NicPlan>, Error> {
+    /// The bridged nics (taps named `tap…`) and host-path disks to give QEMU. Disks that
+    /// would need a share (directories) or a custom volume are refused; other device types
+    /// besides the root disk are not attached to VMs yet (logged).
+    fn device_plans(&self) -> Result<(Vec<NicPlan>, Vec<ExtraDisk>), Error> {
         let a = lock(&self.args);
-        let mut nics = Vec::new();
-        let mut ignored = Vec::new();
+        let (mut nics, mut disks, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
         for (name, d) in &a.devices {
             match d.get("type").map(String::as_str) {
+                _ if crate::config::is_root_disk(d) => {}
                 Some("nic") => nics.push(
                     NicPlan::from_device_as(&a.config, name, d, "tap").map_err(|e| Error::Invalid(chain(&e)))?,
                 ),
-                _ if crate::config::is_root_disk(d) => {}
+                Some("disk") => disks.push(extra_disk(name, d)?),
                 _ => ignored.push(name.as_str()),
             }
         }
         if !ignored.is_empty() {
-            tracing::warn!(instance = %a.name, devices = ?ignored, "VM devices other than the root disk and nics are not attached yet");
+            tracing::warn!(instance = %a.name, devices = ?ignored, "VM devices other than disks and nics are not attached yet");
         }
-        Ok(nics)
+        Ok((nics, disks))
     }
 
     fn forget_machine(&self) {
@@ -274,8 +275,9 @@ impl Instance for VmInstance {
             return Err(Error::AlreadyRunning);
         }
         let mut spec = self.spec()?;
-        let nics = self.nic_plans()?;
+        let (nics, disks) = self.device_plans()?;
         spec.nics = nics.iter().map(|n| Nic { ifname: n.host_name.clone(), mac: n.hwaddr.clone() }).collect();
+        spec.disks = disks;
         let m = Arc::new(Machine::start(&self.qemu, &spec, self.paths.clone()).map_err(m_err("Failed to start VM"))?);
         *lock(&self.machine) = Some(m.clone());
         self.shared.set_current(Some(&m));
@@ -457,6 +459,21 @@ impl Instance for VmInstance {
         let _ = std::fs::remove_dir_all(&a.log_dir);
         Ok(())
     }
+}
+
+/// A `disk` device with a host file or block device as `source`.
+fn extra_disk(name: &str, d: &BTreeMap<String, String>) -> Result<ExtraDisk, Error> {
+    let bad = |reason: String| Error::Invalid(format!("Device \"{name}\": {reason}"));
+    let source = d.get("source").map(String::as_str).unwrap_or("");
+    if d.get("pool").is_some_and(|p| !p.is_empty()) || !source.starts_with('/') {
+        return Err(bad("custom volumes are not attached to VMs yet (only host files and block devices)".into()));
+    }
+    let md = std::fs::metadata(source).map_err(|e| bad(format!("source {source}: {e}")))?;
+    if md.is_dir() {
+        return Err(bad(format!("source {source} is a directory: directory shares are not supported for VMs yet")));
+    }
+    let readonly = d.get("readonly").is_some_and(|v| crate::config::is_true(v));
+    Ok(ExtraDisk { name: name.to_string(), path: source.into(), readonly })
 }
 
 fn convert_interface(i: crate::vm::agent::Interface) -> super::NetInterface {
