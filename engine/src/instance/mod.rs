@@ -5,6 +5,7 @@
 //! implement the same traits over its guest agent.
 
 pub mod container;
+mod socket_console;
 pub mod vm;
 
 use std::collections::BTreeMap;
@@ -214,6 +215,38 @@ pub trait FileOps: Send {
     fn mkdir(&self, path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), Error>;
     fn symlink(&self, path: &str, target: &str, uid: u32, gid: u32) -> Result<(), Error>;
     fn delete(&self, path: &str) -> Result<(), Error>;
+}
+
+/// A file as a write stores it: an existing file keeps its owner and mode (LXD applies
+/// them only on creation) and an append starts from its content; a directory is refused.
+pub(crate) struct FileWrite {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub content: Vec<u8>,
+}
+
+impl FileWrite {
+    pub(crate) fn plan(
+        ops: &(impl FileOps + ?Sized),
+        path: &str,
+        (uid, gid, mode): (u32, u32, u32),
+        data: &[u8],
+        append: bool,
+    ) -> Result<FileWrite, Error> {
+        let mut w = FileWrite { uid, gid, mode, content: Vec::new() };
+        if let Some(st) = ops.stat(path)? {
+            if st.kind == FileType::Directory {
+                return Err(Error::Invalid(format!("{path} is a directory")));
+            }
+            (w.uid, w.gid, w.mode) = (st.uid, st.gid, st.mode);
+            if append {
+                w.content = ops.read(path)?;
+            }
+        }
+        w.content.extend_from_slice(data);
+        Ok(w)
+    }
 }
 
 /// One loaded instance. Methods are blocking.

@@ -217,8 +217,8 @@ fn qemu_guest_agent_lifecycle() {
     let ex = agent
         .exec(ExecSpec { argv: vec!["sh".into(), "-c".into(), "cat; echo $GREETING >&2; exit 7".into()], env, ..Default::default() })
         .unwrap();
-    ex.write_stdin(b"from stdin").unwrap();
-    ex.close_stdin().unwrap();
+    ex.control().write_stdin(b"from stdin").unwrap();
+    ex.control().close_stdin().unwrap();
     let out = ex.wait_with_output(Duration::from_secs(30)).unwrap();
     assert_eq!((out.stdout.as_slice(), out.stderr.as_slice(), out.code), (&b"from stdin"[..], &b"hello\n"[..], Some(7)));
     assert!(matches!(agent.exec(ExecSpec { argv: vec!["/nonexistent".into()], ..Default::default() }), Err(AgentError::Guest { .. })));
@@ -236,9 +236,9 @@ fn qemu_guest_agent_lifecycle() {
     let mut ex = agent
         .exec(ExecSpec { argv: vec!["sh".into(), "-c".into(), "read x; stty size".into()], pty: Some(pty), ..Default::default() })
         .unwrap();
-    ex.resize(40, 120).unwrap();
+    ex.control().resize(40, 120).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    ex.write_stdin(b"go\n").unwrap();
+    ex.control().write_stdin(b"go\n").unwrap();
     let mut seen = Vec::new();
     loop {
         match ex.next_event(Duration::from_secs(30)).unwrap() {
@@ -254,7 +254,7 @@ fn qemu_guest_agent_lifecycle() {
 
     // Signals reach the command; the exit reports the signal.
     let ex = agent.exec(ExecSpec { argv: vec!["sleep".into(), "100".into()], ..Default::default() }).unwrap();
-    ex.signal(15).unwrap();
+    ex.control().signal(15).unwrap();
     let out = ex.wait_with_output(Duration::from_secs(30)).unwrap();
     assert_eq!((out.code, out.signal, out.return_code()), (None, Some(15), 143));
 

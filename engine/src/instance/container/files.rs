@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::container::{self as rt, FileKind, Files};
-use crate::instance::{Error, FileOps, FileStat, FileType};
+use crate::instance::{Error, FileOps, FileStat, FileType, FileWrite};
 
 pub(super) struct CtFiles(pub(super) Files);
 
@@ -58,20 +58,8 @@ impl FileOps for CtFiles {
     }
 
     fn write(&self, path: &str, uid: u32, gid: u32, mode: u32, data: &[u8], append: bool) -> Result<(), Error> {
-        // An existing file keeps its owner and mode (LXD applies them only on creation).
-        let (mut uid, mut gid, mut mode) = (uid, gid, mode);
-        let mut content = Vec::new();
-        if let Some(st) = self.stat(path)? {
-            if st.kind == FileType::Directory {
-                return Err(Error::Invalid(format!("{path} is a directory")));
-            }
-            (uid, gid, mode) = (st.uid, st.gid, st.mode);
-            if append {
-                content = self.read(path)?;
-            }
-        }
-        content.extend_from_slice(data);
-        self.0.write(Path::new(path), uid, gid, mode, &mut content.as_slice()).map_err(map(path))?;
+        let w = FileWrite::plan(self, path, (uid, gid, mode), data, append)?;
+        self.0.write(Path::new(path), w.uid, w.gid, w.mode, &mut w.content.as_slice()).map_err(map(path))?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use crate::container::{ConsoleAttach, Exec};
+use crate::instance::socket_console::SocketConsole;
 use crate::instance::{ConsoleSession, Error, ExecEvent, ExecSession};
 
 /// How long readers keep draining after the process exited (background children may
@@ -134,34 +135,23 @@ impl ExecSession for CtExec {
 
 pub(super) struct CtConsole {
     att: ConsoleAttach,
-    reader: Mutex<std::os::unix::net::UnixStream>,
-    writer: Mutex<std::os::unix::net::UnixStream>,
+    sock: SocketConsole,
 }
 
 impl CtConsole {
     pub(super) fn new(att: ConsoleAttach) -> Result<CtConsole, Error> {
-        // Clones of one socket: reads and writes never wait on each other's lock.
-        let dup = |a: &ConsoleAttach| a.stream.try_clone().map_err(|e| Error::failed("console attach", e));
-        let reader = dup(&att)?;
-        let writer = dup(&att)?;
-        Ok(CtConsole { att, reader: Mutex::new(reader), writer: Mutex::new(writer) })
+        let sock = SocketConsole::new(&att.stream)?;
+        Ok(CtConsole { att, sock })
     }
 }
 
 impl ConsoleSession for CtConsole {
     fn write(&self, data: &[u8]) -> Result<(), Error> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(data).map_err(|e| Error::failed("console write", e))
+        self.sock.write(data)
     }
 
     fn read(&self) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 16 * 1024];
-        match self.reader.lock().unwrap_or_else(|p| p.into_inner()).read(&mut buf) {
-            Ok(0) | Err(_) => None,
-            Ok(k) => {
-                buf.truncate(k);
-                Some(buf)
-            }
-        }
+        self.sock.read()
     }
 
     fn resize(&self, width: u16, height: u16) -> Result<(), Error> {
@@ -169,6 +159,6 @@ impl ConsoleSession for CtConsole {
     }
 
     fn close(&self) {
-        let _ = self.att.stream.shutdown(std::net::Shutdown::Both);
+        self.sock.close();
     }
 }

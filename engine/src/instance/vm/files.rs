@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::instance::{Error, FileOps, FileStat, FileType};
+use crate::instance::{Error, FileOps, FileStat, FileType, FileWrite};
 use crate::vm::agent::{AgentClient, AgentError, FileKind};
 
 pub(super) struct VmFiles(pub(super) Arc<AgentClient>);
@@ -57,20 +57,8 @@ impl FileOps for VmFiles {
     }
 
     fn write(&self, path: &str, uid: u32, gid: u32, mode: u32, data: &[u8], append: bool) -> Result<(), Error> {
-        // An existing file keeps its owner and mode (as for containers).
-        let (mut uid, mut gid, mut mode) = (uid, gid, mode);
-        let mut content = Vec::new();
-        if let Some(st) = self.stat(path)? {
-            if st.kind == FileType::Directory {
-                return Err(Error::Invalid(format!("{path} is a directory")));
-            }
-            (uid, gid, mode) = (st.uid, st.gid, st.mode);
-            if append {
-                content = self.read(path)?;
-            }
-        }
-        content.extend_from_slice(data);
-        self.0.push_file(path, &mut content.as_slice(), mode, uid, gid).map_err(map(path))
+        let w = FileWrite::plan(self, path, (uid, gid, mode), data, append)?;
+        self.0.push_file(path, &mut w.content.as_slice(), w.mode, w.uid, w.gid).map_err(map(path))
     }
 
     fn mkdir(&self, path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), Error> {

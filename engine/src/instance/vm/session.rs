@@ -1,13 +1,13 @@
 //! Exec over the guest agent and the serial console over QEMU's console socket, as the
 //! transport-neutral [`ExecSession`]/[`ConsoleSession`] the REST layer pumps.
 
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::instance::socket_console::SocketConsole;
 use crate::instance::{ConsoleSession, Error, ExecEvent, ExecSession};
 use crate::vm::agent::{self, AgentError, Exec, ExecControl};
 
@@ -80,33 +80,22 @@ impl ExecSession for VmExec {
 }
 
 /// An attached serial console (QEMU's `console.sock`).
-pub(super) struct VmConsole {
-    reader: Mutex<UnixStream>,
-    writer: Mutex<UnixStream>,
-}
+pub(super) struct VmConsole(SocketConsole);
 
 impl VmConsole {
     pub(super) fn attach(socket: &Path) -> Result<VmConsole, Error> {
         let s = UnixStream::connect(socket).map_err(|e| Error::failed("Failed to attach to the console", e))?;
-        let dup = |s: &UnixStream| s.try_clone().map_err(|e| Error::failed("console attach", e));
-        Ok(VmConsole { reader: Mutex::new(dup(&s)?), writer: Mutex::new(s) })
+        Ok(VmConsole(SocketConsole::new(&s)?))
     }
 }
 
 impl ConsoleSession for VmConsole {
     fn write(&self, data: &[u8]) -> Result<(), Error> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).write_all(data).map_err(|e| Error::failed("console write", e))
+        self.0.write(data)
     }
 
     fn read(&self) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 16 * 1024];
-        match self.reader.lock().unwrap_or_else(|p| p.into_inner()).read(&mut buf) {
-            Ok(0) | Err(_) => None,
-            Ok(k) => {
-                buf.truncate(k);
-                Some(buf)
-            }
-        }
+        self.0.read()
     }
 
     /// A serial line has no window size.
@@ -115,6 +104,6 @@ impl ConsoleSession for VmConsole {
     }
 
     fn close(&self) {
-        let _ = self.writer.lock().unwrap_or_else(|p| p.into_inner()).shutdown(std::net::Shutdown::Both);
+        self.0.close();
     }
 }

@@ -68,29 +68,6 @@ impl Exec {
         ExecControl { inner: self.inner.clone(), stream: self.stream }
     }
 
-    /// Sends stdin bytes.
-    pub fn write_stdin(&self, data: &[u8]) -> Result<(), AgentError> {
-        for chunk in data.chunks(berth_agent::proto::CHUNK) {
-            self.inner.send(&Msg::Stdin { stream: self.stream }, chunk)?;
-        }
-        Ok(())
-    }
-
-    /// Closes stdin (a pty gets ^D).
-    pub fn close_stdin(&self) -> Result<(), AgentError> {
-        self.inner.send(&Msg::Stdin { stream: self.stream }, &[])
-    }
-
-    /// Resizes the pty.
-    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), AgentError> {
-        self.inner.send(&Msg::Resize { stream: self.stream, rows, cols }, &[])
-    }
-
-    /// Sends a signal to the command.
-    pub fn signal(&self, signal: i32) -> Result<(), AgentError> {
-        self.inner.send(&Msg::Signal { stream: self.stream, signal }, &[])
-    }
-
     /// The next event, waiting up to `timeout`.
     pub fn next_event(&mut self, timeout: Duration) -> Result<ExecEvent, AgentError> {
         if self.exited {
