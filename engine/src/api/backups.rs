@@ -13,20 +13,37 @@ use crate::error::{Error, Result};
 use crate::model::{rfc3339nano, zero_time};
 use crate::operations::OpSpec;
 
+/// The body of a backup create, for instances and custom volumes alike.
 #[derive(Deserialize, Default)]
-struct BackupPost {
+pub(super) struct BackupPost {
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
     #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
-    instance_only: bool,
+    pub instance_only: bool,
     #[serde(default)]
-    container_only: bool,
+    pub container_only: bool,
     #[serde(default)]
-    optimized_storage: bool,
+    pub volume_only: bool,
     #[serde(default)]
-    compression_algorithm: Option<String>,
+    pub optimized_storage: bool,
+    #[serde(default)]
+    pub compression_algorithm: Option<String>,
+}
+
+impl BackupPost {
+    /// Reads the body (empty = defaults) and resolves the compression: the request's, else
+    /// `backups.compression_algorithm`, else gzip.
+    pub(super) async fn read(ctx: &mut Ctx) -> Result<(BackupPost, String)> {
+        let body = ctx.body(super::MAX_JSON_BODY).await?;
+        let req: BackupPost = if body.is_empty() { BackupPost::default() } else { super::decode_json(&body)? };
+        let compression = match req.compression_algorithm.clone().filter(|c| !c.is_empty()) {
+            Some(c) => c,
+            None => ctx.daemon.model().server.get("backups.compression_algorithm").cloned().unwrap_or_else(|| "gzip".into()),
+        };
+        Ok((req, compression))
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,12 +82,7 @@ pub async fn route(mut ctx: Ctx, instance: &str, rest: &[&str]) -> Result<Reply>
             Ok(Reply::Sync(Value::Array(out)))
         }
         (Method::POST, []) => {
-            let body = ctx.body(super::MAX_JSON_BODY).await?;
-            let req: BackupPost = if body.is_empty() { BackupPost::default() } else { super::decode_json(&body)? };
-            let compression = match req.compression_algorithm.clone().filter(|c| !c.is_empty()) {
-                Some(c) => c,
-                None => ctx.daemon.model().server.get("backups.compression_algorithm").cloned().unwrap_or_else(|| "gzip".into()),
-            };
+            let (req, compression) = BackupPost::read(&mut ctx).await?;
             let rec = BackupRecord {
                 name: req.name.unwrap_or_default(),
                 instance: instance.to_string(),

@@ -2,31 +2,17 @@
 //! delete and export streamed from the frozen copy; and `POST .../volumes/custom` with a
 //! tarball body (`lxc storage volume import`). API extension `custom_volume_backup`.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hyper::Method;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::backups::BackupPost;
 use super::projects::blocking;
 use super::{stream, Ctx, Reply};
 use crate::daemon::VolumeBackupRecord;
 use crate::error::{Error, Result};
 use crate::model::{rfc3339nano, zero_time};
 use crate::operations::OpSpec;
-
-#[derive(Deserialize, Default)]
-struct BackupPost {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    volume_only: bool,
-    #[serde(default)]
-    optimized_storage: bool,
-    #[serde(default)]
-    compression_algorithm: Option<String>,
-}
 
 fn url(pool: &str, project: &str, volume: &str, name: &str) -> String {
     crate::daemon::with_project(format!("/1.0/storage-pools/{pool}/volumes/custom/{volume}/backups/{name}"), project)
@@ -59,12 +45,7 @@ pub async fn route(mut ctx: Ctx, pool: &str, volume: &str, rest: &[&str]) -> Res
             Ok(Reply::Sync(Value::Array(out)))
         }
         (Method::POST, []) => {
-            let body = ctx.body(super::MAX_JSON_BODY).await?;
-            let req: BackupPost = if body.is_empty() { BackupPost::default() } else { super::decode_json(&body)? };
-            let compression = match req.compression_algorithm.clone().filter(|c| !c.is_empty()) {
-                Some(c) => c,
-                None => ctx.daemon.model().server.get("backups.compression_algorithm").cloned().unwrap_or_else(|| "gzip".into()),
-            };
+            let (req, compression) = BackupPost::read(&mut ctx).await?;
             let rec = VolumeBackupRecord {
                 name: req.name.unwrap_or_default(),
                 pool: pool.to_string(),
