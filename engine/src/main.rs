@@ -90,10 +90,18 @@ async fn run_daemon(cli: &Cli) -> anyhow::Result<()> {
         tracing::error!(error = %e, "HTTPS listener not started");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // SIGPWR (the host is going down), as LXD: the instances stop first. SIGTERM and
+    // SIGINT leave them running for the next berthd to adopt.
+    let mut pwr = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGPWR))?;
     let mut shutdown = daemon.shutdown_signal();
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = pwr.recv() => {
+            tracing::info!("SIGPWR: stopping the instances, then shutting down");
+            let d = daemon.clone();
+            tokio::task::spawn_blocking(move || d.shutdown_instances()).await?;
+        }
         _ = shutdown.changed() => tracing::info!("shutdown requested"),
     }
     daemon.request_shutdown();

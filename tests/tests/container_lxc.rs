@@ -559,3 +559,35 @@ fn lxc_exec_and_console_over_wss() {
     let _ = child.wait();
     d.lxc_ok(&["stop", "-f", "w"]);
 }
+
+/// `berthd shutdown` (as `lxd shutdown`) stops the running instances (clean, then killed
+/// after `boot.host_shutdown_timeout`) before the daemon exits; the next start brings back
+/// those that were running, except with `boot.autostart=false`.
+#[test]
+fn daemon_shutdown_stops_instances_and_the_next_start_restores_them() {
+    if !can_run("daemon_shutdown_stops_instances_and_the_next_start_restores_them") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let _reaper = Reaper(d.data_dir().to_path_buf());
+    make_container(&d, "s1", &["boot.host_shutdown_timeout=1"]);
+    make_container(&d, "s2", &["boot.host_shutdown_timeout=1", "boot.autostart=false"]);
+    make_container(&d, "s3", &[]);
+    let mut pids = Vec::new();
+    for n in ["s1", "s2"] {
+        d.lxc_ok(&["start", n]);
+        pids.push(d.get(&format!("/1.0/instances/{n}/state"))["metadata"]["pid"].as_i64().unwrap());
+    }
+    let r = d.req("PUT", "/internal/shutdown", None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let exit = d.take_child().unwrap().wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    for pid in &pids {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "init {pid} still runs after the daemon shutdown");
+    }
+    d.spawn();
+    assert_eq!(status(&d, "s1"), "Running", "running before the shutdown: started again");
+    assert_eq!(status(&d, "s2"), "Stopped", "boot.autostart=false");
+    assert_eq!(status(&d, "s3"), "Stopped", "was not running");
+    d.lxc_ok(&["stop", "-f", "s1"]);
+}

@@ -177,7 +177,8 @@ pub async fn root(mut ctx: Ctx) -> Result<Reply> {
     }
 }
 
-/// `PUT /internal/shutdown` (unix socket only): what `berthd shutdown` calls.
+/// `PUT /internal/shutdown` (unix socket only): what `berthd shutdown` calls. Stops the
+/// running instances, then the daemon.
 pub async fn shutdown(ctx: Ctx) -> Result<Reply> {
     if !ctx.local {
         return Err(Error::Forbidden("not authorized".into()));
@@ -185,6 +186,13 @@ pub async fn shutdown(ctx: Ctx) -> Result<Reply> {
     if ctx.method != Method::PUT {
         return Err(Error::NotImplemented);
     }
+    // As `lxd shutdown`: the instances stop first (see `Daemon::shutdown_instances`).
+    let d = ctx.daemon.clone();
+    super::projects::blocking(move || {
+        d.shutdown_instances();
+        Ok(())
+    })
+    .await?;
     ctx.daemon.request_shutdown();
     Ok(Reply::Sync(json!({})))
 }

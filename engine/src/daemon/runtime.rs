@@ -261,6 +261,44 @@ impl Daemon {
         }
     }
 
+    /// `berthd shutdown` (as `lxd shutdown`): stops every running instance at once, each
+    /// with a clean shutdown that waits `boot.host_shutdown_timeout` seconds (default 30)
+    /// and then kills. Their `volatile.last_state.power` stays RUNNING, so the next start
+    /// brings them back unless `boot.autostart` is false; ephemeral ones are deleted.
+    pub fn shutdown_instances(self: &Arc<Self>) {
+        let running: Vec<(String, String, bool, Duration)> = {
+            let m = self.model();
+            m.instances
+                .values()
+                .filter(|r| m.power(&r.project, &r.name) != PowerState::Stopped)
+                .map(|r| {
+                    let (ec, _) = m.expand(r).unwrap_or_default();
+                    let secs = ec.get("boot.host_shutdown_timeout").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(30);
+                    (r.project.clone(), r.name.clone(), r.ephemeral, Duration::from_secs(secs))
+                })
+                .collect()
+        };
+        std::thread::scope(|s| {
+            for (project, name, ephemeral, timeout) in &running {
+                s.spawn(move || {
+                    let res = if *ephemeral {
+                        self.stop_instance(project, name, false, Some(*timeout))
+                    } else {
+                        let l = self.runtime.action_lock(&scoped_key(project, name));
+                        let _g = lock(&l);
+                        self.stop_locked(project, name, false, Some(*timeout), false).and_then(|()| {
+                            let kv = BTreeMap::from([("volatile.last_state.power".to_string(), "RUNNING".to_string())]);
+                            self.record_volatile(project, name, kv, false)
+                        })
+                    };
+                    if let Err(e) = res {
+                        tracing::warn!(instance = %name, error = %e, "stopping for the daemon shutdown");
+                    }
+                });
+            }
+        });
+    }
+
     /// Restarts (a zero timeout or `force` kills instead of shutting down).
     pub fn restart_instance(self: &Arc<Self>, project: &str, name: &str, force: bool, timeout: Option<Duration>) -> Result<()> {
         let key = scoped_key(project, name);
