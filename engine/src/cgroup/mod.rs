@@ -237,6 +237,17 @@ impl Cgroup {
     pub fn allow_device(&self, rule: &str) -> Result<(), Error> {
         both!(self, c => c.allow_device(rule))
     }
+
+    /// Makes the instance's devices beyond the defaults exactly `rules` (its whole device
+    /// list), so the result never depends on what this process allowed before: a
+    /// restarted berthd knows nothing of an adopted container's earlier rules. v2
+    /// replaces the device program (a removed device is denied again); v1 can only add.
+    pub fn set_device_rules(&self, rules: &[String]) -> Result<(), Error> {
+        match self {
+            Cgroup::V1(c) => rules.iter().try_for_each(|r| c.allow_device(r)),
+            Cgroup::V2(c) => c.set_devices(v1::DEFAULT_DEVICES.iter().map(|r| r.to_string()).chain(rules.iter().cloned()).collect()),
+        }
+    }
 }
 
 /// How long to wait before polling a cgroup file again: 0.5 ms doubling to 10 ms, as

@@ -86,7 +86,8 @@ fn root_v2_core_files_live() {
 
 /// The device program on the real cgroup2 hierarchy (/sys/fs/cgroup/unified on this
 /// hybrid host): a shell in the cgroup can open /dev/zero with the default rules, not
-/// after the rules shrink to /dev/null only, and again after `allow_device`.
+/// after the rules shrink to /dev/null only, and again after `allow_device`; after a
+/// simulated daemon restart `set_device_rules` gives the defaults plus the list.
 #[test]
 fn root_v2_device_program_live() {
     use crate::testsupport::{probe_root, require, Tier};
@@ -107,7 +108,7 @@ fn root_v2_device_program_live() {
     let parent = v2root.join(own_v2.trim_start_matches('/'));
     let cg = v2::V2::create(&parent, &format!("berth-devtest-{}", std::process::id())).unwrap();
     let mut sh = std::process::Command::new("sh")
-        .args(["-c", "while read p; do if head -c1 $p >/dev/null 2>&1; then echo ok; else echo no; fi; done"])
+        .args(["-c", "while read p; do if (: < $p) 2>/dev/null; then echo ok; else echo no; fi; done"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -131,6 +132,17 @@ fn root_v2_device_program_live() {
     assert_eq!(devbpf::attached_count(&cg.dir).unwrap(), 1);
     assert_eq!(try_open("/dev/zero"), "ok");
     assert_eq!(try_open("/dev/full"), "no");
+    // A restarted berthd knows nothing of these rules; the whole device list sets them:
+    // the defaults plus exactly the list, so an unplugged device is denied again.
+    v2::forget_device_rules(&cg.dir);
+    let whole = Cgroup::V2(cg.clone());
+    assert_eq!(try_open("/dev/kmsg"), "no", "not a default device");
+    whole.set_device_rules(&["c 1:11 rwm".into()]).unwrap();
+    assert_eq!(devbpf::attached_count(&cg.dir).unwrap(), 1);
+    assert_eq!(try_open("/dev/kmsg"), "ok");
+    assert_eq!(try_open("/dev/full"), "ok", "a default rule again");
+    whole.set_device_rules(&[]).unwrap();
+    assert_eq!(try_open("/dev/kmsg"), "no", "removed from the list");
     let _ = sh.kill();
     let _ = sh.wait();
     cg.kill_all(std::time::Duration::from_secs(5)).unwrap();

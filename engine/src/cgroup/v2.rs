@@ -202,6 +202,12 @@ fn device_rules() -> std::sync::MutexGuard<'static, std::collections::HashMap<Pa
     RULES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Forgets what this process allowed for `dir`, as a restarted berthd would.
+#[cfg(test)]
+pub(super) fn forget_device_rules(dir: &Path) {
+    device_rules().remove(dir);
+}
+
 fn is_cgroup2(dir: &Path) -> bool {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
     nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)

@@ -1,6 +1,7 @@
 //! Turns the expanded devices into setup work: bind mounts (disk, unix-char,
 //! unix-block), veth plans (nic bridged) and device cgroup rules.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
@@ -27,6 +28,35 @@ pub(crate) fn plan(spec: &ContainerSpec) -> Result<DevicePlan, Error> {
         plan_one(&spec.config, name, d, &mut out)?;
     }
     Ok(out)
+}
+
+/// The source node and cgroup rule of a `unix-char`/`unix-block` device.
+fn device_rule(name: &str, d: &BTreeMap<String, String>) -> Result<(String, String), Error> {
+    let get = |k: &str| d.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let kind = get("type").unwrap_or("");
+    let source = get("source").or(get("path")).ok_or_else(|| dev_err(name, "missing source or path"))?;
+    let md = std::fs::metadata(source).map_err(|e| dev_err(name, format!("source {source}: {e}")))?;
+    let ft = md.file_type();
+    let (want_char, c) = (kind == "unix-char", if kind == "unix-char" { 'c' } else { 'b' });
+    if (want_char && !ft.is_char_device()) || (!want_char && !ft.is_block_device()) {
+        return Err(dev_err(name, format!("{source} is not a {kind} device")));
+    }
+    let rdev = md.rdev();
+    Ok((source.to_string(), format!("{c} {}:{} rwm", libc::major(rdev), libc::minor(rdev))))
+}
+
+/// The cgroup device rules of a whole device list (for `Cgroup::set_device_rules`). A
+/// device whose host node is gone is left out (plugging a new one reports that).
+pub(crate) fn cgroup_rules(devices: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
+    let unix = devices.iter().filter(|(_, d)| matches!(d.get("type").map(String::as_str), Some("unix-char" | "unix-block")));
+    unix.filter_map(|(name, d)| match device_rule(name, d) {
+        Ok((_, rule)) => Some(rule),
+        Err(e) => {
+            tracing::debug!(device = %name, error = %e, "no device rule");
+            None
+        }
+    })
+    .collect()
 }
 
 /// Adds the work for one device to `out`.
@@ -59,18 +89,11 @@ pub(crate) fn plan_one(
                     shift: get("shift").is_some_and(is_true),
                 });
             }
-            kind @ ("unix-char" | "unix-block") => {
-                let source = get("source").or(get("path")).ok_or_else(|| dev_err(name, "missing source or path"))?;
-                let target = get("path").unwrap_or(source);
-                let md = std::fs::metadata(source).map_err(|e| dev_err(name, format!("source {source}: {e}")))?;
-                let ft = md.file_type();
-                let (want_char, c) = (kind == "unix-char", if kind == "unix-char" { 'c' } else { 'b' });
-                if (want_char && !ft.is_char_device()) || (!want_char && !ft.is_block_device()) {
-                    return Err(dev_err(name, format!("{source} is not a {kind} device")));
-                }
-                let rdev = md.rdev();
-                out.cgroup_rules.push(format!("{c} {}:{} rwm", libc::major(rdev), libc::minor(rdev)));
-                out.binds.push(Bind { source: PathBuf::from(source), target: PathBuf::from(target), readonly: false, file: true, shift: false });
+            "unix-char" | "unix-block" => {
+                let (source, rule) = device_rule(name, d)?;
+                let target = get("path").unwrap_or(&source);
+                out.cgroup_rules.push(rule);
+                out.binds.push(Bind { source: PathBuf::from(&source), target: PathBuf::from(target), readonly: false, file: true, shift: false });
             }
             "nic" => out.nics.push(NicPlan::from_device(config, name, d)?),
             other => return Err(dev_err(name, format!("device type {other:?} is not supported by the container runtime"))),

@@ -12,15 +12,21 @@ use super::{ioe, msg, net, Container, Error};
 use crate::sys;
 
 impl Container {
-    /// Plugs device `name` into the running container. `config` is the expanded config
+    /// Makes the cgroup's device rules those of `devices`, the instance's whole new device
+    /// list: called between unplugging and plugging, it allows what `add_device` will
+    /// plug and denies (on v2) what was unplugged, whatever this process allowed before.
+    pub fn set_device_rules(&self, devices: &BTreeMap<String, BTreeMap<String, String>>) -> Result<(), Error> {
+        self.ensure_running()?;
+        self.rt.cgroup.set_device_rules(&super::devices::cgroup_rules(devices))?;
+        Ok(())
+    }
+
+    /// Plugs device `name` into the running container (call `set_device_rules` first). `config` is the expanded config
     /// (for `volatile.<name>.*`). Returns the host-side nic name for a nic.
     pub fn add_device(&self, name: &str, device: &BTreeMap<String, String>, config: &BTreeMap<String, String>) -> Result<Option<String>, Error> {
         self.ensure_running()?;
         let mut plan = DevicePlan::default();
         plan_one(config, name, device, &mut plan)?;
-        for rule in &plan.cgroup_rules {
-            self.rt.cgroup.allow_device(rule)?;
-        }
         for b in &plan.binds {
             let tree = sys::open_tree_clone(&b.source).map_err(ioe(format!("clone mount of {}", b.source.display())))?;
             if b.shift && self.rt.idmap.is_some() {

@@ -320,12 +320,16 @@ impl Instance for ContainerInstance {
         let mut cur = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         let removed: Vec<(String, BTreeMap<String, String>)> =
             cur.iter().filter(|(n, d)| devices.get(*n) != Some(*d)).map(|(n, d)| (n.clone(), d.clone())).collect();
+        let changed = !removed.is_empty() || devices.keys().any(|n| !cur.contains_key(n));
         for (name, dev) in removed {
             ct.remove_device(&name, &dev, config).map_err(rt_err("Failed to remove device"))?;
             cur.remove(&name);
             if dev.get("type").map(String::as_str) == Some("nic") {
                 rec.volatile.insert(format!("volatile.{name}.host_name"), String::new());
             }
+        }
+        if changed {
+            ct.set_device_rules(devices).map_err(rt_err("Failed to set device rules"))?;
         }
         for (name, dev) in devices {
             if cur.contains_key(name) {
