@@ -261,7 +261,7 @@ fn qemu_vm_bridged_nic_and_disk() {
     }
     let image = image.unwrap();
     let net = BridgeWithPeer::new();
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let _reaper = Reaper(d.data_dir().to_path_buf());
     let (meta, disk) = (image.join("lxd/meta.tar.gz"), image.join("lxd/root.qcow2"));
     d.lxc_ok(&["image", "import", meta.to_str().unwrap(), disk.to_str().unwrap(), "--alias", "vmtest"]);
@@ -308,6 +308,16 @@ fn qemu_vm_bridged_nic_and_disk() {
     assert_eq!(st["network"]["eth0"]["hwaddr"], hwaddr.as_str(), "{st}");
     assert_eq!(st["network"]["eth0"]["host_name"], tap.as_str(), "{st}");
     assert!(st["network"]["eth0"]["counters"]["packets_received"].as_u64().unwrap() >= 2, "{st}");
+
+    // berthd dies (say between QEMU's start and the plug): adopting the VM plugs its tap
+    // into the bridge again.
+    d.kill9();
+    assert!(std::process::Command::new("ip").args(["link", "set", &tap, "nomaster"]).status().unwrap().success());
+    d.spawn();
+    let master = std::fs::read_link(format!("/sys/class/net/{tap}/master")).expect("tap plugged again after the restart");
+    assert_eq!(master.file_name().unwrap().to_str(), Some(net.bridge.as_str()));
+    let (code, out, err) = exec(&d, "vn", &["ping", "-c", "1", "-W", "10", "169.254.89.2"]);
+    assert_eq!(code, 0, "{out}{err}");
 
     d.lxc_ok(&["stop", "--force", "vn"]);
     assert!(!link_exists(&tap), "tap {tap} left after the stop");

@@ -23,16 +23,6 @@ pub struct NicPlan {
 
 impl NicPlan {
     pub(crate) fn from_device(config: &BTreeMap<String, String>, dev: &str, d: &BTreeMap<String, String>) -> Result<Self, Error> {
-        Self::from_device_as(config, dev, d, "veth")
-    }
-
-    /// Like `from_device`; a host name not set by `host_name` or volatile gets `prefix`.
-    pub(crate) fn from_device_as(
-        config: &BTreeMap<String, String>,
-        dev: &str,
-        d: &BTreeMap<String, String>,
-        prefix: &str,
-    ) -> Result<Self, Error> {
         let bad = |r: &str| Error::Device { device: dev.to_string(), reason: r.to_string() };
         let get = |k: &str| d.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let nictype = get("nictype").unwrap_or(if get("network").is_some() { "network" } else { "" });
@@ -41,7 +31,7 @@ impl NicPlan {
         }
         let parent = get("parent").ok_or_else(|| bad("missing parent"))?.to_string();
         let vol = |k: &str| config.get(&format!("volatile.{dev}.{k}")).filter(|v| !v.is_empty()).cloned();
-        let host_name = get("host_name").map(str::to_string).or_else(|| vol("host_name")).unwrap_or_else(|| random_name(prefix));
+        let host_name = get("host_name").map(str::to_string).or_else(|| vol("host_name")).unwrap_or_else(|| random_name("veth"));
         let mtu = match get("mtu") {
             Some(m) => Some(m.parse().map_err(|_| bad("invalid mtu"))?),
             None => None,

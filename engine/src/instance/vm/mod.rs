@@ -86,6 +86,9 @@ impl Driver for VmDriver {
         } else {
             None
         };
+        if machine.is_some() {
+            replug_nics(&args);
+        }
         let shared = Arc::new(Shared::default());
         shared.set_current(machine.as_ref());
         Ok(Box::new(VmInstance {
@@ -226,9 +229,7 @@ impl VmInstance {
         for (name, d) in &a.devices {
             match d.get("type").map(String::as_str) {
                 _ if crate::config::is_root_disk(d) => {}
-                Some("nic") => nics.push(
-                    NicPlan::from_device_as(&a.config, name, d, "tap").map_err(|e| Error::Invalid(chain(&e)))?,
-                ),
+                Some("nic") => nics.push(nic_plan(&a.name, &a.config, name, d).map_err(|e| Error::Invalid(chain(&e)))?),
                 Some("disk") => disks.push(extra_disk(name, d)?),
                 _ => ignored.push(name.as_str()),
             }
@@ -459,6 +460,37 @@ impl Instance for VmInstance {
         let _ = std::fs::remove_dir_all(&a.log_dir);
         Ok(())
     }
+}
+
+/// Plugs an adopted VM's taps into their bridges again: a berthd that died between QEMU's
+/// start and the plug left them out (plugging twice is harmless).
+fn replug_nics(args: &LoadArgs) {
+    for (name, d) in args.devices.iter().filter(|(_, d)| d.get("type").map(String::as_str) == Some("nic")) {
+        if let Err(e) = nic_plan(&args.name, &args.config, name, d).and_then(|n| net::plug(&n)) {
+            tracing::warn!(instance = %args.name, device = %name, error = %chain(&e), "plugging an adopted VM's nic");
+        }
+    }
+}
+
+/// A nic's plan. Without `host_name` (or its volatile record) the tap is named from the
+/// instance (`volatile.uuid`, name) and the device, so a berthd that died before recording
+/// the name still finds it.
+fn nic_plan(
+    instance: &str,
+    config: &BTreeMap<String, String>,
+    dev: &str,
+    d: &BTreeMap<String, String>,
+) -> Result<NicPlan, crate::container::Error> {
+    use sha2::Digest;
+    let set = |v: Option<&String>| v.is_some_and(|h| !h.is_empty());
+    if set(d.get("host_name")) || set(config.get(&format!("volatile.{dev}.host_name"))) {
+        return NicPlan::from_device(config, dev, d);
+    }
+    let uuid = config.get("volatile.uuid").map(String::as_str).unwrap_or("");
+    let digest = sha2::Sha256::digest(format!("{uuid}/{instance}/{dev}").as_bytes());
+    let mut d = d.clone();
+    d.insert("host_name".into(), format!("tap{}", &hex::encode(digest)[..8]));
+    NicPlan::from_device(config, dev, &d)
 }
 
 /// A `disk` device with a host file or block device as `source`.
