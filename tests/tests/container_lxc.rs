@@ -368,6 +368,10 @@ fn lxc_bridge_ping_and_devices() {
     assert_eq!(exec(&d, "n1", &["cat", "/mnt/shared/hello"]).1, "from host\n");
     assert_ne!(exec(&d, "n1", &["touch", "/mnt/shared/x"]).0, 0, "read-only disk is writable");
     d.lxc_ok(&["config", "device", "remove", "n1", "shared"]);
+    // A device the running container cannot take is refused and not kept (as LXD).
+    let o = d.lxc(&["config", "device", "add", "n1", "bad", "unix-char", "source=/dev/berth-no-such-node"]);
+    assert!(!o.status.success(), "a missing device node was accepted");
+    assert!(d.get("/1.0/instances/n1")["metadata"]["devices"].get("bad").is_none(), "a refused device stays in the record");
     assert_ne!(exec(&d, "n1", &["test", "-e", "/mnt/shared/hello"]).0, 0);
     for n in ["n1", "n2"] {
         d.lxc_ok(&["stop", "-f", n]);

@@ -252,7 +252,8 @@ fn link_exists(name: &str) -> bool {
 /// A bridged nic on a VM: a tap QEMU creates, plugged into the bridge, a virtio-net device in
 /// the guest with the instance's MAC, traffic both ways to a namespace on the same bridge,
 /// and nothing left behind after the stop. A host file as a read-only disk device; a
-/// directory disk is refused with a clear error.
+/// directory disk is refused with a clear error. A nic and a disk plugged into the running
+/// VM and out again.
 #[test]
 fn qemu_vm_bridged_nic_and_disk() {
     let image = test_image();
@@ -308,6 +309,41 @@ fn qemu_vm_bridged_nic_and_disk() {
     assert_eq!(st["network"]["eth0"]["hwaddr"], hwaddr.as_str(), "{st}");
     assert_eq!(st["network"]["eth0"]["host_name"], tap.as_str(), "{st}");
     assert!(st["network"]["eth0"]["counters"]["packets_received"].as_u64().unwrap() >= 2, "{st}");
+
+    // Hotplug into the running VM: a second nic and a disk, then out again, with the disk
+    // given at start.
+    let img2 = d.data_dir().join("disk2.img");
+    let mut bytes = b"BERTH-HOTPLUG".to_vec();
+    bytes.resize(1 << 20, 0);
+    std::fs::write(&img2, &bytes).unwrap();
+    d.lxc_ok(&["config", "device", "add", "vn", "eth1", "nic", "nictype=bridged", &format!("parent={}", net.bridge)]);
+    d.lxc_ok(&["config", "device", "add", "vn", "data2", "disk", &format!("source={}", img2.display())]);
+    let tap1 = d.get("/1.0/instances/vn")["metadata"]["config"]["volatile.eth1.host_name"].as_str().unwrap_or("").to_string();
+    assert!(tap1.starts_with("tap") && tap1 != tap, "{tap1}");
+    let master = std::fs::read_link(format!("/sys/class/net/{tap1}/master")).unwrap();
+    assert_eq!(master.file_name().unwrap().to_str(), Some(net.bridge.as_str()));
+    let by_serial = |serial: &str| {
+        format!("for i in $(seq 300); do for b in /sys/block/vd*; do [ \"$(cat $b/serial)\" = {serial} ] && echo ${{b##*/}} && exit 0; done; sleep 0.1; done; exit 1")
+    };
+    let (code, dev2, err) = exec(&d, "vn", &["sh", "-c", &by_serial("data2")]);
+    assert_eq!(code, 0, "hotplugged disk not seen: {err}");
+    let (_, head, _) = exec(&d, "vn", &["head", "-c", "13", &format!("/dev/{}", dev2.trim())]);
+    assert_eq!(head, "BERTH-HOTPLUG");
+    let (code, _, err) = exec(&d, "vn", &["sh", "-c", "for i in $(seq 300); do [ -e /sys/class/net/eth1 ] && exit 0; sleep 0.1; done; exit 1"]);
+    assert_eq!(code, 0, "hotplugged nic not seen: {err}");
+    // A disk QEMU refuses (the image is already in use): the change is not kept.
+    let o = d.lxc(&["config", "device", "add", "vn", "data3", "disk", &format!("source={}", img2.display())]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("lock"), "{err}");
+    assert!(d.get("/1.0/instances/vn")["metadata"]["devices"].get("data3").is_none(), "a refused device stays in the record");
+    d.lxc_ok(&["config", "device", "remove", "vn", "eth1"]);
+    d.lxc_ok(&["config", "device", "remove", "vn", "data"]);
+    assert!(!link_exists(&tap1), "tap {tap1} left after the unplug");
+    let (code, out, _) = exec(&d, "vn", &["sh", "-c", "ls /sys/class/net; cat /sys/block/vd*/serial; echo"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("eth1") && !out.contains("data\n") && out.contains("data2") && out.contains("eth0"), "{out}");
+    let cfg = d.get("/1.0/instances/vn")["metadata"]["config"].clone();
+    assert_eq!(cfg["volatile.eth1.host_name"].as_str().unwrap_or(""), "", "{cfg}");
 
     // berthd dies (say between QEMU's start and the plug): adopting the VM plugs its tap
     // into the bridge again.

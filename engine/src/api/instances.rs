@@ -439,9 +439,34 @@ async fn update(mut ctx: Ctx, name: &str) -> Result<Reply> {
             description: req.description.unwrap_or_default(),
         }
     };
+    // As LXD: a change the running instance refuses (a device that cannot be plugged) is
+    // not kept; the previous record is written back and applied again.
+    let revert = InstanceUpdate {
+        architecture: Some(current.architecture.clone()),
+        config: current.config.clone(),
+        devices: current.devices.clone(),
+        profiles: current.profiles.clone(),
+        ephemeral: current.ephemeral,
+        description: current.description.clone(),
+    };
     let d = ctx.daemon.clone();
     let (p, n) = (project.clone(), name.to_string());
-    blocking(move || d.update_instance(&p, &n, upd).and_then(|_| d.apply_instance_update(&p, &n))).await?;
+    blocking(move || {
+        d.update_instance(&p, &n, upd)?;
+        if let Err(e) = d.apply_instance_update(&p, &n) {
+            match d.update_instance(&p, &n, revert) {
+                Ok(_) => {
+                    if let Err(e2) = d.apply_instance_update(&p, &n) {
+                        tracing::warn!(instance = %n, error = %e2, "re-applying the previous config");
+                    }
+                }
+                Err(e2) => tracing::warn!(instance = %n, error = %e2, "restoring the previous config"),
+            }
+            return Err(e);
+        }
+        Ok(())
+    })
+    .await?;
     let spec = OpSpec::task("Updating instance", &project, "instances", vec![Model::instance_url(&project, name)]);
     Ok(Reply::Async(ctx.daemon.ops.completed(spec)))
 }

@@ -54,6 +54,30 @@ pub struct ExtraDisk {
     pub readonly: bool,
 }
 
+impl ExtraDisk {
+    /// The serial the guest sees: the device name's id characters, at most 20 bytes.
+    pub fn serial(&self) -> String {
+        self.name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(20).collect()
+    }
+}
+
+/// Spare PCIe root ports for hotplug, besides one per nic and disk given at start.
+pub const SPARE_PORTS: usize = 4;
+
+/// The id of the `i`th PCIe root port (`hp0`, `hp1`, ...); nics and disks each sit on one,
+/// so they can be unplugged, and hotplug takes the first free one.
+pub fn port_id(i: usize) -> String {
+    format!("hp{i}")
+}
+
+/// A QEMU id for an LXD device name: `kind-` and 12 hex digits (device names may hold
+/// characters QEMU ids cannot). Kinds: `nic` and `net` (its netdev), `disk` and `blk`
+/// (its block node).
+pub fn qemu_id(kind: &str, device: &str) -> String {
+    use sha2::Digest;
+    format!("{kind}-{}", &hex::encode(sha2::Sha256::digest(device.as_bytes()))[..12])
+}
+
 /// Direct kernel boot (no firmware boot loader): from image metadata or `user.boot.*` keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectBoot {
@@ -69,6 +93,8 @@ pub struct DirectBoot {
 /// plugs it into its bridge once QEMU is up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
+    /// The device name (QEMU ids derive from it, see [`qemu_id`]).
+    pub device: String,
     /// Host-side tap name (`volatile.<dev>.host_name`).
     pub ifname: String,
     /// Guest MAC address (`volatile.<dev>.hwaddr`).
@@ -249,9 +275,15 @@ pub fn build_args(spec: &VmSpec, paths: &RunPaths) -> Vec<String> {
     if spec.balloon {
         push(&["-device", "virtio-balloon-pci,id=balloon0"]);
     }
-    for (i, nic) in spec.nics.iter().enumerate() {
-        let tap = format!("tap,id=net{i},ifname={},script=no,downscript=no", nic.ifname.replace(',', ",,"));
-        let mut dev = format!("virtio-net-pci,netdev=net{i},id=nic{i}");
+    for i in 0..spec.nics.len() + spec.disks.len() + SPARE_PORTS {
+        push(&["-device", &format!("pcie-root-port,id={},chassis={}", port_id(i), i + 1)]);
+    }
+    let mut ports = (0..).map(port_id);
+    for nic in &spec.nics {
+        let net = qemu_id("net", &nic.device);
+        let tap = format!("tap,id={net},ifname={},script=no,downscript=no", nic.ifname.replace(',', ",,"));
+        let port = ports.next().unwrap_or_default();
+        let mut dev = format!("virtio-net-pci,netdev={net},id={},bus={port}", qemu_id("nic", &nic.device));
         if let Some(mac) = &nic.mac {
             dev.push_str(&format!(",mac={}", mac.replace(',', ",,")));
         }
@@ -265,11 +297,12 @@ pub fn build_args(spec: &VmSpec, paths: &RunPaths) -> Vec<String> {
         let drive = format!("file={},format={fmt},if=none,id=root,discard=unmap", opt_escape(&disk.path));
         push(&["-drive", &drive, "-device", "virtio-blk-pci,drive=root,id=root-disk,bootindex=1"]);
     }
-    for (i, disk) in spec.disks.iter().enumerate() {
-        let ro = if disk.readonly { "on" } else { "off" };
-        let drive = format!("file={},format=raw,if=none,id=disk{i},readonly={ro}", opt_escape(&disk.path));
-        let serial: String = disk.name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(20).collect();
-        push(&["-drive", &drive, "-device", &format!("virtio-blk-pci,drive=disk{i},id=disk{i}-dev,serial={serial}")]);
+    for disk in &spec.disks {
+        let (node, ro) = (qemu_id("blk", &disk.name), if disk.readonly { "on" } else { "off" });
+        let blockdev = format!("driver=raw,node-name={node},read-only={ro},file.driver=file,file.filename={}", opt_escape(&disk.path));
+        let port = ports.next().unwrap_or_default();
+        let dev = format!("virtio-blk-pci,drive={node},id={},bus={port},serial={}", qemu_id("disk", &disk.name), disk.serial());
+        push(&["-blockdev", &blockdev, "-device", &dev]);
     }
     if let Some(boot) = &spec.boot {
         push(&["-kernel", &boot.kernel.to_string_lossy()]);
@@ -324,32 +357,30 @@ mod tests {
     }
 
     #[test]
-    fn nics_are_taps_with_virtio_net() {
+    fn nics_and_disks_sit_on_root_ports_with_spares() {
         let mut s = spec();
         s.nics = vec![
-            Nic { ifname: "tap0a".into(), mac: Some("00:16:3e:00:00:01".into()) },
-            Nic { ifname: "tap,x".into(), mac: None },
+            Nic { device: "eth0".into(), ifname: "tap0a".into(), mac: Some("00:16:3e:00:00:01".into()) },
+            Nic { device: "eth 1".into(), ifname: "tap,x".into(), mac: None },
         ];
+        s.disks = vec![ExtraDisk { name: "a,b=c very-long-device-name".into(), path: "/srv/a,b.img".into(), readonly: true }];
         let a = build_args(&s, &RunPaths::new("/r"));
-        assert!(has_pair(&a, "-netdev", "tap,id=net0,ifname=tap0a,script=no,downscript=no"));
-        assert!(has_pair(&a, "-device", "virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01"));
-        assert!(has_pair(&a, "-netdev", "tap,id=net1,ifname=tap,,x,script=no,downscript=no"));
-        assert!(has_pair(&a, "-device", "virtio-net-pci,netdev=net1,id=nic1"));
-        assert!(!build_args(&spec(), &RunPaths::new("/r")).contains(&"-netdev".to_string()));
-    }
-
-    #[test]
-    fn extra_disks_are_raw_virtio_blk_with_the_device_name_as_serial() {
-        let mut s = spec();
-        s.disks = vec![
-            ExtraDisk { name: "data".into(), path: "/srv/a,b.img".into(), readonly: true },
-            ExtraDisk { name: "a,b=c very-long-device-name".into(), path: "/dev/sdz".into(), readonly: false },
-        ];
-        let a = build_args(&s, &RunPaths::new("/r"));
-        assert!(has_pair(&a, "-drive", "file=/srv/a,,b.img,format=raw,if=none,id=disk0,readonly=on"));
-        assert!(has_pair(&a, "-device", "virtio-blk-pci,drive=disk0,id=disk0-dev,serial=data"));
-        assert!(has_pair(&a, "-drive", "file=/dev/sdz,format=raw,if=none,id=disk1,readonly=off"));
-        assert!(has_pair(&a, "-device", "virtio-blk-pci,drive=disk1,id=disk1-dev,serial=abcvery-long-device-"));
+        let ports: Vec<&String> = a.iter().filter(|x| x.starts_with("pcie-root-port,")).collect();
+        assert_eq!(ports.len(), 3 + SPARE_PORTS);
+        assert_eq!(ports[0], "pcie-root-port,id=hp0,chassis=1");
+        let (n0, n1, d0) = (qemu_id("net", "eth0"), qemu_id("net", "eth 1"), qemu_id("blk", &s.disks[0].name));
+        assert!(n0.starts_with("net-") && n0.len() == 16 && n0 != n1);
+        assert!(has_pair(&a, "-netdev", &format!("tap,id={n0},ifname=tap0a,script=no,downscript=no")));
+        let nic0 = format!("virtio-net-pci,netdev={n0},id={},bus=hp0,mac=00:16:3e:00:00:01", qemu_id("nic", "eth0"));
+        assert!(has_pair(&a, "-device", &nic0));
+        assert!(has_pair(&a, "-netdev", &format!("tap,id={n1},ifname=tap,,x,script=no,downscript=no")));
+        assert!(has_pair(&a, "-device", &format!("virtio-net-pci,netdev={n1},id={},bus=hp1", qemu_id("nic", "eth 1"))));
+        let blockdev = format!("driver=raw,node-name={d0},read-only=on,file.driver=file,file.filename=/srv/a,,b.img");
+        assert!(has_pair(&a, "-blockdev", &blockdev));
+        let disk = format!("virtio-blk-pci,drive={d0},id={},bus=hp2,serial=abcvery-long-device-", qemu_id("disk", &s.disks[0].name));
+        assert!(has_pair(&a, "-device", &disk));
+        let none = build_args(&spec(), &RunPaths::new("/r"));
+        assert!(!none.contains(&"-netdev".to_string()) && none.iter().filter(|x| x.starts_with("pcie-root-port,")).count() == SPARE_PORTS);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum MachineError {
     /// QEMU did not exit after quit and SIGKILL.
     #[error("qemu pid {pid} did not exit")]
     StillRunning { pid: i32 },
+    /// A device could not be plugged or unplugged.
+    #[error("hotplug: {detail}")]
+    Hotplug { detail: String },
     /// The client state lock was poisoned by a panic.
     #[error("vm handle lock poisoned")]
     Poisoned,

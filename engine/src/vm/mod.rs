@@ -7,6 +7,7 @@
 //! - `qmp`: blocking QMP client.
 //! - `agent`: host side of the `berth-agent` protocol.
 //! - `machine`: lifecycle of one QEMU process (start, adopt, shutdown, stop, freeze, state).
+//! - `hotplug`: nics and disks into and out of a running VM.
 //!
 //! Concurrency model: everything here is synchronous and blocking, with explicit timeouts.
 //! The instance layer calls it from `tokio::task::spawn_blocking`; the agent client uses
@@ -16,12 +17,14 @@
 pub mod accel;
 pub mod agent;
 pub mod cmdline;
+pub mod hotplug;
 pub mod machine;
 pub mod qmp;
 pub mod units;
 
 pub use accel::{Accel, AccelSetting};
 pub use cmdline::{Console, DirectBoot, Disk, DiskFormat, ExtraDisk, Nic, RunPaths, VmSpec};
+pub use hotplug::Pluggable;
 pub use machine::{Machine, MachineError, MachineState, MemoryUpdate, ShutdownOutcome};
 
 #[cfg(test)]

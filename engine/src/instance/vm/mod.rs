@@ -5,6 +5,7 @@
 //! The agent connection is opened in the background right after a start, so the first
 //! exec finds it ready; an exec arriving earlier waits up to [`AGENT_WAIT`].
 
+mod devices;
 mod files;
 pub mod layout;
 mod session;
@@ -20,8 +21,8 @@ use super::{
 };
 use crate::config::Devices;
 use crate::vm::agent::{AgentClient, ExecSpec, WinSize};
-use crate::container::net::{self, NicPlan};
-use crate::vm::{ExtraDisk, Machine, MachineError, Nic, RunPaths, ShutdownOutcome, VmSpec};
+use crate::container::net;
+use crate::vm::{Machine, MachineError, RunPaths, ShutdownOutcome, VmSpec};
 
 use super::container::chain;
 
@@ -87,7 +88,7 @@ impl Driver for VmDriver {
             None
         };
         if machine.is_some() {
-            replug_nics(&args);
+            devices::replug_nics(&args);
         }
         let shared = Arc::new(Shared::default());
         shared.set_current(machine.as_ref());
@@ -220,26 +221,6 @@ impl VmInstance {
             .map_err(|e| Error::Invalid(format!("Invalid VM configuration: {}", chain(&e))))
     }
 
-    /// The bridged nics (taps named `tap…`) and host-path disks to give QEMU. Disks that
-    /// would need a share (directories) or a custom volume are refused; other device types
-    /// besides the root disk are not attached to VMs yet (logged).
-    fn device_plans(&self) -> Result<(Vec<NicPlan>, Vec<ExtraDisk>), Error> {
-        let a = lock(&self.args);
-        let (mut nics, mut disks, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, d) in &a.devices {
-            match d.get("type").map(String::as_str) {
-                _ if crate::config::is_root_disk(d) => {}
-                Some("nic") => nics.push(nic_plan(&a.name, &a.config, name, d).map_err(|e| Error::Invalid(chain(&e)))?),
-                Some("disk") => disks.push(extra_disk(name, d)?),
-                _ => ignored.push(name.as_str()),
-            }
-        }
-        if !ignored.is_empty() {
-            tracing::warn!(instance = %a.name, devices = ?ignored, "VM devices other than disks and nics are not attached yet");
-        }
-        Ok((nics, disks))
-    }
-
     fn forget_machine(&self) {
         *lock(&self.machine) = None;
         self.shared.set_current(None);
@@ -276,8 +257,11 @@ impl Instance for VmInstance {
             return Err(Error::AlreadyRunning);
         }
         let mut spec = self.spec()?;
-        let (nics, disks) = self.device_plans()?;
-        spec.nics = nics.iter().map(|n| Nic { ifname: n.host_name.clone(), mac: n.hwaddr.clone() }).collect();
+        let (nics, disks) = {
+            let a = lock(&self.args);
+            devices::plans(&a.name, &a.config, &a.devices)?
+        };
+        spec.nics = nics.iter().map(devices::qemu_nic).collect();
         spec.disks = disks;
         let m = Arc::new(Machine::start(&self.qemu, &spec, self.paths.clone()).map_err(m_err("Failed to start VM"))?);
         *lock(&self.machine) = Some(m.clone());
@@ -405,12 +389,12 @@ impl Instance for VmInstance {
     }
 
     fn update(&self, config: &BTreeMap<String, String>, devices: &Devices) -> Result<StartRecord, Error> {
-        let old_memory = {
+        let (old_memory, old_devices, name) = {
             let mut a = lock(&self.args);
             let old = a.config.get("limits.memory").cloned();
             a.config = config.clone();
-            a.devices = devices.clone();
-            old
+            let old_devices = std::mem::replace(&mut a.devices, devices.clone());
+            (old, old_devices, a.name.clone())
         };
         let Ok(m) = self.running() else { return Ok(StartRecord::default()) };
         if config.get("limits.memory") != old_memory.as_ref() {
@@ -422,8 +406,10 @@ impl Instance for VmInstance {
             let how = m.set_memory(bytes).map_err(m_err("Failed to change the VM memory"))?;
             tracing::info!(instance = %lock(&self.args).name, ?how, "limits.memory update");
         }
-        // limits.cpu, raw.qemu and devices apply at the next start.
-        Ok(StartRecord::default())
+        // Nics and disks are plugged in and out now; limits.cpu and raw.qemu apply at the
+        // next start.
+        let volatile = devices::apply_changes(&m, &name, config, &old_devices, devices)?;
+        Ok(StartRecord { volatile })
     }
 
     fn wait_exit(&self, timeout: Option<Duration>) -> bool {
@@ -460,52 +446,6 @@ impl Instance for VmInstance {
         let _ = std::fs::remove_dir_all(&a.log_dir);
         Ok(())
     }
-}
-
-/// Plugs an adopted VM's taps into their bridges again: a berthd that died between QEMU's
-/// start and the plug left them out (plugging twice is harmless).
-fn replug_nics(args: &LoadArgs) {
-    for (name, d) in args.devices.iter().filter(|(_, d)| d.get("type").map(String::as_str) == Some("nic")) {
-        if let Err(e) = nic_plan(&args.name, &args.config, name, d).and_then(|n| net::plug(&n)) {
-            tracing::warn!(instance = %args.name, device = %name, error = %chain(&e), "plugging an adopted VM's nic");
-        }
-    }
-}
-
-/// A nic's plan. Without `host_name` (or its volatile record) the tap is named from the
-/// instance (`volatile.uuid`, name) and the device, so a berthd that died before recording
-/// the name still finds it.
-fn nic_plan(
-    instance: &str,
-    config: &BTreeMap<String, String>,
-    dev: &str,
-    d: &BTreeMap<String, String>,
-) -> Result<NicPlan, crate::container::Error> {
-    use sha2::Digest;
-    let set = |v: Option<&String>| v.is_some_and(|h| !h.is_empty());
-    if set(d.get("host_name")) || set(config.get(&format!("volatile.{dev}.host_name"))) {
-        return NicPlan::from_device(config, dev, d);
-    }
-    let uuid = config.get("volatile.uuid").map(String::as_str).unwrap_or("");
-    let digest = sha2::Sha256::digest(format!("{uuid}/{instance}/{dev}").as_bytes());
-    let mut d = d.clone();
-    d.insert("host_name".into(), format!("tap{}", &hex::encode(digest)[..8]));
-    NicPlan::from_device(config, dev, &d)
-}
-
-/// A `disk` device with a host file or block device as `source`.
-fn extra_disk(name: &str, d: &BTreeMap<String, String>) -> Result<ExtraDisk, Error> {
-    let bad = |reason: String| Error::Invalid(format!("Device \"{name}\": {reason}"));
-    let source = d.get("source").map(String::as_str).unwrap_or("");
-    if d.get("pool").is_some_and(|p| !p.is_empty()) || !source.starts_with('/') {
-        return Err(bad("custom volumes are not attached to VMs yet (only host files and block devices)".into()));
-    }
-    let md = std::fs::metadata(source).map_err(|e| bad(format!("source {source}: {e}")))?;
-    if md.is_dir() {
-        return Err(bad(format!("source {source} is a directory: directory shares are not supported for VMs yet")));
-    }
-    let readonly = d.get("readonly").is_some_and(|v| crate::config::is_true(v));
-    Ok(ExtraDisk { name: name.to_string(), path: source.into(), readonly })
 }
 
 fn convert_interface(i: crate::vm::agent::Interface) -> super::NetInterface {
