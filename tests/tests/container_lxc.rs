@@ -564,7 +564,7 @@ fn lxc_exec_and_console_over_wss() {
     d.lxc_ok(&["stop", "-f", "w"]);
 }
 
-/// `berthd shutdown` (as `lxd shutdown`) stops the running instances (clean, then killed
+/// `berthd shutdown` (as `lxd shutdown`) and SIGPWR stop the running instances (clean, then killed
 /// after `boot.host_shutdown_timeout`) before the daemon exits; the next start brings back
 /// those that were running, except with `boot.autostart=false`.
 #[test]
@@ -593,5 +593,12 @@ fn daemon_shutdown_stops_instances_and_the_next_start_restores_them() {
     assert_eq!(status(&d, "s1"), "Running", "running before the shutdown: started again");
     assert_eq!(status(&d, "s2"), "Stopped", "boot.autostart=false");
     assert_eq!(status(&d, "s3"), "Stopped", "was not running");
+    // SIGPWR (the host going down) does the same.
+    let pid = d.get("/1.0/instances/s1/state")["metadata"]["pid"].as_i64().unwrap();
+    let exit = d.signal_and_wait(nix::sys::signal::Signal::SIGPWR);
+    assert!(exit.success(), "{exit:?}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "init {pid} still runs after SIGPWR");
+    d.spawn();
+    assert_eq!(status(&d, "s1"), "Running", "started again after SIGPWR");
     d.lxc_ok(&["stop", "-f", "s1"]);
 }
