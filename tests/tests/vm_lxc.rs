@@ -336,6 +336,10 @@ fn qemu_vm_bridged_nic_and_disk() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("lock"), "{err}");
     assert!(d.get("/1.0/instances/vn")["metadata"]["devices"].get("data3").is_none(), "a refused device stays in the record");
+    let mut devices = d.get("/1.0/instances/vn")["metadata"]["devices"].clone();
+    devices["data3"] = serde_json::json!({"type": "disk", "source": img2.display().to_string()});
+    let r = d.req("PATCH", "/1.0/instances/vn", Some(serde_json::json!({ "devices": devices })));
+    assert_eq!(r.status, 400, "QEMU's refusal answers the request: {}", String::from_utf8_lossy(&r.body));
     d.lxc_ok(&["config", "device", "remove", "vn", "eth1"]);
     d.lxc_ok(&["config", "device", "remove", "vn", "data"]);
     assert!(!link_exists(&tap1), "tap {tap1} left after the unplug");

@@ -38,7 +38,17 @@ pub(super) fn qemu_nic(plan: &NicPlan) -> Nic {
 /// Plugs and unplugs what changed between `old` and `new` on a running VM; returns the
 /// volatile keys to record (a plugged nic's `host_name`, cleared for an unplugged one).
 pub(super) fn apply_changes(m: &Machine, instance: &str, config: &Device, old: &Devices, new: &Devices) -> Result<Device, Error> {
-    let hot = |e: crate::vm::MachineError| Error::failed("Failed to update the VM's devices", chain(&e));
+    // QEMU refusing a device (an image in use, no free port) answers the request (400);
+    // a broken QMP connection is the server's failure.
+    let hot = |e: crate::vm::MachineError| {
+        use crate::vm::{qmp::QmpError, MachineError as M};
+        match e {
+            M::Qmp(QmpError::Command { .. }) | M::Hotplug { .. } => {
+                Error::Invalid(format!("Failed to update the VM's devices: {}", chain(&e)))
+            }
+            e => Error::failed("Failed to update the VM's devices", chain(&e)),
+        }
+    };
     let mut volatile = Device::new();
     for (name, d) in old.iter().filter(|(n, d)| new.get(*n) != Some(*d)) {
         let Some(k) = kind(d) else { continue };
