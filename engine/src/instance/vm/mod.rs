@@ -20,8 +20,8 @@ use super::{
     StartRecord, State, Status,
 };
 use crate::config::Devices;
-use crate::vm::agent::{AgentClient, ExecSpec, WinSize};
 use crate::container::net;
+use crate::vm::agent::{AgentClient, ExecSpec, WinSize};
 use crate::vm::{Machine, MachineError, RunPaths, ShutdownOutcome, VmSpec};
 
 use super::container::chain;
