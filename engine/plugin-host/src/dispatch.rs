@@ -142,25 +142,21 @@ impl PluginHost {
             req.view.clone(),
             apply,
             |host, e, v| {
-                let start = Instant::now();
                 let mut slot = converted.borrow_mut();
                 let whole = slot.get_or_insert_with(|| convert::instance(v));
                 let view = for_validation(e, whole);
                 let prev = previous.as_ref().map(|p| for_validation(e, p));
-                reusable(e, &[&"validate-instance", &view, &prev], || {
-                    let raw = e.call(&host.engine, |store, instance, c| {
-                        let g = c
-                            .indices
-                            .validate_instance
-                            .as_ref()
-                            .ok_or_else(missing)?
-                            .load(&mut *store, instance)?;
-                        match &prev {
-                            None => g.call_validate_create(&mut *store, &view),
-                            Some(prev) => g.call_validate_update(&mut *store, &view, prev),
-                        }
-                    })?;
-                    bounded(e, raw, start)
+                validation_call(host, e, &[&"validate-instance", &view, &prev], |store, instance, c| {
+                    let g = c
+                        .indices
+                        .validate_instance
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, instance)?;
+                    match &prev {
+                        None => g.call_validate_create(&mut *store, &view),
+                        Some(prev) => g.call_validate_update(&mut *store, &view, prev),
+                    }
                 })
             },
         )
@@ -178,19 +174,15 @@ impl PluginHost {
             profile.clone(),
             |p, patch| patch.apply(&mut p.config),
             |host, e, p| {
-                let start = Instant::now();
                 let view = convert::profile(p);
-                reusable(e, &[&"validate-profile", &view, &prev], || {
-                    let raw = e.call(&host.engine, |store, instance, c| {
-                        let g = c
-                            .indices
-                            .validate_profile
-                            .as_ref()
-                            .ok_or_else(missing)?
-                            .load(&mut *store, instance)?;
-                        g.call_validate_profile(&mut *store, &view, prev.as_ref())
-                    })?;
-                    bounded(e, raw, start)
+                validation_call(host, e, &[&"validate-profile", &view, &prev], |store, instance, c| {
+                    let g = c
+                        .indices
+                        .validate_profile
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, instance)?;
+                    g.call_validate_profile(&mut *store, &view, prev.as_ref())
                 })
             },
         )
@@ -208,19 +200,15 @@ impl PluginHost {
             project.clone(),
             |p, patch| patch.apply(&mut p.config),
             |host, e, p| {
-                let start = Instant::now();
                 let view = convert::project(p);
-                reusable(e, &[&"validate-project", &view, &prev], || {
-                    let raw = e.call(&host.engine, |store, instance, c| {
-                        let g = c
-                            .indices
-                            .validate_project
-                            .as_ref()
-                            .ok_or_else(missing)?
-                            .load(&mut *store, instance)?;
-                        g.call_validate_project(&mut *store, &view, prev.as_ref())
-                    })?;
-                    bounded(e, raw, start)
+                validation_call(host, e, &[&"validate-project", &view, &prev], |store, instance, c| {
+                    let g = c
+                        .indices
+                        .validate_project
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, instance)?;
+                    g.call_validate_project(&mut *store, &view, prev.as_ref())
                 })
             },
         )
@@ -240,19 +228,15 @@ impl PluginHost {
             config.clone(),
             |c, p| p.apply(c),
             |host, e, cfg| {
-                let start = Instant::now();
                 let (view, device) = (for_validation(e, &view), convert::device(name, cfg));
-                reusable(e, &[&"validate-device", &view, &device], || {
-                    let raw = e.call(&host.engine, |store, inst, c| {
-                        let g = c
-                            .indices
-                            .validate_device
-                            .as_ref()
-                            .ok_or_else(missing)?
-                            .load(&mut *store, inst)?;
-                        g.call_validate_device(&mut *store, &view, &device)
-                    })?;
-                    bounded(e, raw, start)
+                validation_call(host, e, &[&"validate-device", &view, &device], |store, inst, c| {
+                    let g = c
+                        .indices
+                        .validate_device
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .load(&mut *store, inst)?;
+                    g.call_validate_device(&mut *store, &view, &device)
                 })
             },
         )
@@ -388,6 +372,22 @@ fn bounded(
     start: Instant,
 ) -> Result<Verdict, Failure> {
     convert::verdict(raw, &e.ctx.settings.limits).map_err(|kind| e.fail(kind, start.elapsed()))
+}
+
+/// One validation call of `e`: `call` runs in a plugin instance (or the verdict
+/// is reused, see `reusable`) and its verdict is bounded by the plugin's limits.
+fn validation_call(
+    host: &PluginHost,
+    e: &Entry,
+    parts: &[&dyn std::fmt::Debug],
+    call: impl FnOnce(&mut wasmtime::Store<crate::state::CallState>, &wasmtime::component::Instance, &crate::plugin::Compiled)
+        -> wasmtime::Result<crate::bindings::berth::plugin::types::Verdict>,
+) -> Result<Verdict, Failure> {
+    let start = Instant::now();
+    reusable(e, parts, || {
+        let raw = e.call(&host.engine, call)?;
+        bounded(e, raw, start)
+    })
 }
 
 /// `call`, or the verdict `e` gave before for an equal input (`parts`) when
