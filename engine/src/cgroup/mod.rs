@@ -233,15 +233,11 @@ impl Cgroup {
         both!(self, c => c.exists())
     }
 
-    /// Allows a device (`c 1:3 rwm` style) for the instance, where the backend can.
-    pub fn allow_device(&self, rule: &str) -> Result<(), Error> {
-        both!(self, c => c.allow_device(rule))
-    }
-
-    /// Makes the instance's devices beyond the defaults exactly `rules` (its whole device
-    /// list), so the result never depends on what this process allowed before: a
-    /// restarted berthd knows nothing of an adopted container's earlier rules. v2
-    /// replaces the device program (a removed device is denied again); v1 can only add.
+    /// Makes the instance's devices beyond the defaults exactly `rules` (`c 1:3 rwm`
+    /// style, from its whole device list), so the result never depends on what this
+    /// process allowed before: a restarted berthd knows nothing of an adopted container's
+    /// earlier rules. v2 replaces the device program (a removed device is denied again);
+    /// v1 can only add.
     pub fn set_device_rules(&self, rules: &[String]) -> Result<(), Error> {
         match self {
             Cgroup::V1(c) => rules.iter().try_for_each(|r| c.allow_device(r)),

@@ -86,8 +86,8 @@ fn root_v2_core_files_live() {
 
 /// The device program on the real cgroup2 hierarchy (/sys/fs/cgroup/unified on this
 /// hybrid host): a shell in the cgroup can open /dev/zero with the default rules, not
-/// after the rules shrink to /dev/null only, and again after `allow_device`; after a
-/// simulated daemon restart `set_device_rules` gives the defaults plus the list.
+/// after the rules shrink to /dev/null only, and again once it is in the list; the
+/// instance-level `set_device_rules` gives the defaults plus exactly its list.
 #[test]
 fn root_v2_device_program_live() {
     use crate::testsupport::{probe_root, require, Tier};
@@ -128,13 +128,13 @@ fn root_v2_device_program_live() {
     assert_eq!(try_open("/dev/zero"), "no");
     // Exactly one program stays attached: the old one was replaced.
     assert_eq!(devbpf::attached_count(&cg.dir).unwrap(), 1);
-    cg.allow_device("c 1:5 r").unwrap();
+    cg.set_devices(vec!["c 1:3 rwm".into(), "c 1:5 r".into()]).unwrap();
     assert_eq!(devbpf::attached_count(&cg.dir).unwrap(), 1);
     assert_eq!(try_open("/dev/zero"), "ok");
     assert_eq!(try_open("/dev/full"), "no");
-    // A restarted berthd knows nothing of these rules; the whole device list sets them:
-    // the defaults plus exactly the list, so an unplugged device is denied again.
-    v2::forget_device_rules(&cg.dir);
+    // The whole device list sets the rules (nothing is remembered between calls, so a
+    // restarted berthd does the same): the defaults plus exactly the list, so an
+    // unplugged device is denied again.
     let whole = Cgroup::V2(cg.clone());
     assert_eq!(try_open("/dev/kmsg"), "no", "not a default device");
     whole.set_device_rules(&["c 1:11 rwm".into()]).unwrap();

@@ -47,13 +47,12 @@ impl V2 {
         Ok(cg)
     }
 
-    /// Replaces the device program with one allowing exactly `rules` (v1 syntax), and
-    /// remembers them for `allow_device`. Only on a real cgroup2 filesystem (tests use
+    /// Replaces the device program with one allowing exactly `rules` (v1 syntax). The
+    /// daemon keeps no copy: callers pass the whole list. Only on a real cgroup2 filesystem (tests use
     /// a fake one), and EPERM (nested without CAP_BPF) leaves devices uncontrolled, as
     /// v1 does when `devices.deny` is refused.
     pub fn set_devices(&self, rules: Vec<String>) -> Result<(), Error> {
         let parsed = rules.iter().map(|r| super::devbpf::Rule::parse(r)).collect::<Result<Vec<_>, _>>()?;
-        device_rules().insert(self.dir.clone(), rules);
         if !is_cgroup2(&self.dir) {
             return Ok(());
         }
@@ -178,34 +177,8 @@ impl V2 {
     }
 
     pub fn remove(&self) -> Result<(), Error> {
-        device_rules().remove(&self.dir);
         remove_tree(&self.dir)
     }
-
-    /// Adds a rule to the device program. The rules live in the daemon's memory: after
-    /// a daemon restart the program is rebuilt from the defaults plus the new rule.
-    pub fn allow_device(&self, rule: &str) -> Result<(), Error> {
-        let mut rules = device_rules()
-            .get(&self.dir)
-            .cloned()
-            .unwrap_or_else(|| super::v1::DEFAULT_DEVICES.iter().map(|r| r.to_string()).collect());
-        if !rules.iter().any(|r| r == rule) {
-            rules.push(rule.to_string());
-        }
-        self.set_devices(rules)
-    }
-}
-
-/// cgroup directory → the device rules of its program.
-fn device_rules() -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, Vec<String>>> {
-    static RULES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, Vec<String>>>> = std::sync::OnceLock::new();
-    RULES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Forgets what this process allowed for `dir`, as a restarted berthd would.
-#[cfg(test)]
-pub(super) fn forget_device_rules(dir: &Path) {
-    device_rules().remove(dir);
 }
 
 fn is_cgroup2(dir: &Path) -> bool {

@@ -116,9 +116,7 @@ impl Container {
             cg.kill_all(std::time::Duration::from_secs(10))?;
         }
         cg.apply(&limits)?;
-        for rule in &dplan.cgroup_rules {
-            cg.allow_device(rule)?;
-        }
+        cg.set_device_rules(&dplan.cgroup_rules)?;
 
         let pty = open_pty(spec.root_host_ids())?;
         let mut env = Vec::new();
