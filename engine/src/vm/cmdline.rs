@@ -278,12 +278,11 @@ pub fn build_args(spec: &VmSpec, paths: &RunPaths) -> Vec<String> {
     for i in 0..spec.nics.len() + spec.disks.len() + SPARE_PORTS {
         push(&["-device", &format!("pcie-root-port,id={},chassis={}", port_id(i), i + 1)]);
     }
-    let mut ports = (0..).map(port_id);
-    for nic in &spec.nics {
+    // Nics take the first ports, then disks (hp<nics + i>).
+    for (i, nic) in spec.nics.iter().enumerate() {
         let net = qemu_id("net", &nic.device);
         let tap = format!("tap,id={net},ifname={},script=no,downscript=no", nic.ifname.replace(',', ",,"));
-        let port = ports.next().unwrap_or_default();
-        let mut dev = format!("virtio-net-pci,netdev={net},id={},bus={port}", qemu_id("nic", &nic.device));
+        let mut dev = format!("virtio-net-pci,netdev={net},id={},bus={}", qemu_id("nic", &nic.device), port_id(i));
         if let Some(mac) = &nic.mac {
             dev.push_str(&format!(",mac={}", mac.replace(',', ",,")));
         }
@@ -297,10 +296,10 @@ pub fn build_args(spec: &VmSpec, paths: &RunPaths) -> Vec<String> {
         let drive = format!("file={},format={fmt},if=none,id=root,discard=unmap", opt_escape(&disk.path));
         push(&["-drive", &drive, "-device", "virtio-blk-pci,drive=root,id=root-disk,bootindex=1"]);
     }
-    for disk in &spec.disks {
+    for (i, disk) in spec.disks.iter().enumerate() {
         let (node, ro) = (qemu_id("blk", &disk.name), if disk.readonly { "on" } else { "off" });
         let blockdev = format!("driver=raw,node-name={node},read-only={ro},file.driver=file,file.filename={}", opt_escape(&disk.path));
-        let port = ports.next().unwrap_or_default();
+        let port = port_id(spec.nics.len() + i);
         let dev = format!("virtio-blk-pci,drive={node},id={},bus={port},serial={}", qemu_id("disk", &disk.name), disk.serial());
         push(&["-blockdev", &blockdev, "-device", &dev]);
     }
