@@ -69,9 +69,7 @@ impl Machine {
         }
         let deadline = Instant::now() + UNPLUG_TIMEOUT;
         // The lock is released between polls: the guest's answer takes a while under TCG.
-        while self.qmp()?.execute("qom-list", Some(json!({"path": "/machine/peripheral"})))?.as_array().is_some_and(|l| {
-            l.iter().any(|p| p["name"] == id.as_str())
-        }) {
+        while self.has_device(&id)? {
             if Instant::now() >= deadline {
                 return Err(MachineError::Hotplug { detail: format!("the guest did not release {device} within {UNPLUG_TIMEOUT:?}") });
             }
@@ -83,6 +81,14 @@ impl Machine {
             Pluggable::Disk => q.execute("blockdev-del", Some(json!({"node-name": backend}))),
         };
         Ok(())
+    }
+}
+
+impl Machine {
+    /// Whether QEMU still has a user-created device with this id.
+    fn has_device(&self, id: &str) -> Result<bool, MachineError> {
+        let list = self.qmp()?.execute("qom-list", Some(json!({"path": "/machine/peripheral"})))?;
+        Ok(list.as_array().is_some_and(|l| l.iter().any(|p| p["name"] == id)))
     }
 }
 

@@ -79,8 +79,12 @@ pub(super) fn apply_changes(m: &Machine, instance: &str, config: &Device, old: &
 /// start and the plug left them out (plugging twice is harmless).
 pub(super) fn replug_nics(args: &LoadArgs) {
     for (name, d) in args.devices.iter().filter(|(_, d)| kind(d) == Some(Pluggable::Nic)) {
-        if let Err(e) = nic_plan(&args.name, &args.config, name, d).and_then(|n| net::plug(&n).map_err(|e| Error::Invalid(chain(&e)))) {
-            tracing::warn!(instance = %args.name, device = %name, error = %chain(&e), "plugging an adopted VM's nic");
+        let plugged = match nic_plan(&args.name, &args.config, name, d) {
+            Ok(n) => net::plug(&n).map_err(|e| chain(&e)),
+            Err(e) => Err(chain(&e)),
+        };
+        if let Err(error) = plugged {
+            tracing::warn!(instance = %args.name, device = %name, %error, "plugging an adopted VM's nic");
         }
     }
 }
